@@ -1,0 +1,164 @@
+"""The command line: `sdbatch validate | plan | run | mock-webui`.
+
+`main(argv) -> int` parses arguments, calls one command function, and is the one place where
+exceptions become messages and exit codes. Commands contain no `sys.exit` and print no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sdbatch import __version__
+from sdbatch.errors import ExitCode, JobValidationError, Problem, SdbatchError
+from sdbatch.loader import Job, load_job
+from sdbatch.mockwebui import cli as mock_cli
+from sdbatch.plan import Plan, build_plan
+from sdbatch.progress import Console
+from sdbatch.runner import run_plan
+from sdbatch.worker import Worker
+from sdbatch.writer import RunInfo
+
+Command = Callable[[argparse.Namespace, Console], int]
+
+
+def _validate(args: argparse.Namespace, console: Console) -> int:
+    problems: list[Problem] = []
+    for path in args.jobs:
+        try:
+            load_job(path)
+        except JobValidationError as exc:
+            problems.extend(exc.problems)
+        else:
+            console.info(f"{path}: ok")
+    if problems:
+        raise JobValidationError(problems)
+    return ExitCode.OK
+
+
+def _describe(plan: Plan) -> str:
+    text = f"{plan.payload_count} payloads, {plan.image_count} images"
+    if plan.rng_seed is not None:
+        text += f" (seeds drawn with random_seed {plan.rng_seed})"
+    return text
+
+
+def _plan(args: argparse.Namespace, console: Console) -> int:
+    plan = build_plan(load_job(args.job))
+    header = _describe(plan)
+    # With --json stdout carries only JSON lines, so the count goes to stderr.
+    print(header, file=console.err if args.json else console.out)
+    for n, item in enumerate(plan):
+        if args.limit is not None and n >= args.limit:
+            break
+        if args.json:
+            print(json.dumps(dict(item.payload), ensure_ascii=False), file=console.out)
+        else:
+            fields = " ".join(f"{k}={v}" for k, v in item.cell.items())
+            prompt = str(item.payload["prompt"])
+            short = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+            print(
+                f"#{item.index} seed={item.payload['seed']} {fields} {short!r}".replace("  ", " "),
+                file=console.out,
+            )
+    return ExitCode.OK
+
+
+def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path, RunInfo]:
+    run = RunInfo(name=job.name, date=now.strftime("%Y-%m-%d"), time=now.strftime("%H%M%S"))
+    template = override if override is not None else job.output.dir
+    return Path(template.format(name=run.name, date=run.date, time=run.time)), run
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    job = load_job(args.job)
+    if args.server:
+        job = dataclasses.replace(job, server=dataclasses.replace(job.server, url=args.server))
+    plan = build_plan(job)
+    out_dir, run = _output_dir(job, args.out, dt.datetime.now())
+    run = dataclasses.replace(run, rng_seed=plan.rng_seed)
+    console.info(f"{_describe(plan)} -> {job.server.url}, writing to {out_dir}")
+    result = run_plan(plan, out_dir, worker=Worker(job.server), console=console, run_info=run)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return result.exit_code
+
+
+def _mock_webui(args: argparse.Namespace, console: Console) -> int:
+    return mock_cli.run(args, out=console.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdbatch", description="Batch txt2img through the AUTOMATIC1111 webui API."
+    )
+    parser.add_argument("--version", action="version", version=f"sdbatch {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check job files; exit 0 or 2")
+    p.add_argument("jobs", nargs="+", metavar="JOB")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("plan", help="show the payloads a job expands to, without a server")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--json", action="store_true", help="payloads as JSON lines")
+    p.add_argument("--limit", type=int, metavar="N", help="show at most N payloads")
+    p.set_defaults(func=_plan)
+
+    p = sub.add_parser("run", help="run a job against the webui")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--server", metavar="URL", help="webui URL (overrides server.url)")
+    p.add_argument("--out", metavar="DIR", help="output directory (overrides output.dir)")
+    p.add_argument("--quiet", action="store_true", help="only errors and the summary line")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("mock-webui", help="serve the built-in stand-in webui")
+    mock_cli.add_arguments(p)
+    p.set_defaults(func=_mock_webui)
+    return parser
+
+
+def _route_logging(console: Console) -> None:
+    # Retry notices go through the "sdbatch" logger; each invocation points it at its console.
+    logger = logging.getLogger("sdbatch")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(console.err)
+    handler.setFormatter(logging.Formatter("sdbatch: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if console.quiet else logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """Run one command; return its exit code. The only place errors become exit codes."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if console is None:
+        console = Console(sys.stdout, sys.stderr, is_tty=sys.stderr.isatty())
+    console = dataclasses.replace(console, quiet=getattr(args, "quiet", False))
+    _route_logging(console)
+    try:
+        return int(args.func(args, console))
+    except JobValidationError as exc:
+        if args.traceback:
+            raise
+        console.error(f"invalid job file ({len(exc.problems)} problem(s)):")
+        for problem in exc.problems:
+            print(problem, file=console.err)
+        return ExitCode.INVALID
+    except SdbatchError as exc:
+        if args.traceback:
+            raise
+        console.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        return ExitCode.INTERRUPTED

@@ -1,0 +1,70 @@
+"""The exception family and the exit codes. The CLI turns one into the other in one place."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; documented in the README."""
+
+    OK = 0  # every planned image saved
+    PARTIAL = 1  # the run finished, but some payloads failed
+    INVALID = 2  # invalid job file or usage; nothing was sent
+    ABORTED = 3  # the server could not be reached, or the run was aborted
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a job file, with its position (1-based; 0 when unknown)."""
+
+    file: str
+    line: int
+    column: int
+    json_path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.json_path}: {self.message}"
+
+
+class SdbatchError(Exception):
+    """Base class of every error sdbatch reports to its user."""
+
+    exit_code: ExitCode = ExitCode.ABORTED
+
+
+class JobFileError(SdbatchError):
+    """The job file cannot be read or is not valid YAML."""
+
+    exit_code = ExitCode.INVALID
+
+
+class JobValidationError(SdbatchError):
+    """The job file parsed but breaks the schema or a semantic rule; carries every problem."""
+
+    exit_code = ExitCode.INVALID
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(SdbatchError):
+    """The command line itself is wrong."""
+
+    exit_code = ExitCode.INVALID
+
+
+class ServerError(SdbatchError):
+    """The webui answered a request with an error that retrying did not cure."""
+
+
+class ServerUnreachableError(ServerError):
+    """The webui could not be reached at all; the run stops, since every payload would fail."""
+
+
+class OutputError(SdbatchError):
+    """The output directory cannot be written (disk full, permissions)."""

@@ -1,0 +1,109 @@
+"""Fault injection for tests: failed, reset and hung txt2img requests, counted or at random.
+
+Faults only hit `POST /sdapi/v1/txt2img`, so health checks and progress polls never use one up.
+They are decided after the body is read and before validation and the queue lock, so a faulted
+request consumes no seed and generates nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from sdbatch.mockwebui.errors import ApiError, http_exception, webui_exception
+
+FaultKind = Literal["fail", "reset", "hang"]
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """What to inject; counters count down as requests use them."""
+
+    fail_next: int = 0
+    fail_status: int = 500
+    fail_error: str = "RuntimeError"
+    fail_message: str = "injected failure (sdbatch stand-in webui)"
+    reset_next: int = 0
+    hang_next: int = 0
+    hang_seconds: float = 30.0
+    fail_rate: float = 0.0
+    reset_rate: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(FaultSettings))
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    settings: FaultSettings
+
+    def error(self) -> ApiError:
+        """The answer for a "fail" fault: the webui's exception shape for 5xx, HTTPException's
+        (detail set) for anything else, e.g. a 422 script error or a 400."""
+        s = self.settings
+        if s.fail_status >= 500:
+            return webui_exception(s.fail_error, s.fail_message, s.fail_status)
+        return http_exception(s.fail_status, s.fail_message)
+
+
+class FaultInjector:
+    """Thread-safe fault state; `rng` makes fail_rate/reset_rate reproducible."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._lock = threading.Lock()
+        self._rng = rng
+        self._settings = FaultSettings()
+
+    @property
+    def settings(self) -> FaultSettings:
+        with self._lock:
+            return self._settings
+
+    def update(self, seed: int | None = None, **changes: Any) -> FaultSettings:
+        """Change the given settings only; `seed` reseeds the random draws."""
+        unknown = set(changes) - SETTING_NAMES
+        if unknown:
+            raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
+        typed = {k: type(getattr(FaultSettings, k))(v) for k, v in changes.items()}
+        rates = [typed.get("fail_rate", 0.0), typed.get("reset_rate", 0.0)]
+        if any(not 0.0 <= r <= 1.0 for r in rates):
+            raise ValueError("fail_rate and reset_rate must be between 0 and 1")
+        with self._lock:
+            if seed is not None:
+                self._rng.seed(seed)
+            self._settings = replace(self._settings, **typed)
+            return self._settings
+
+    def clear(self) -> None:
+        with self._lock:
+            self._settings = FaultSettings()
+
+    def draw(self) -> Fault | None:
+        """The fault for the next txt2img request, if any. Counted faults come first (reset,
+        then hang, then fail); otherwise one random draw decides between reset, fail and none."""
+        with self._lock:
+            s = self._settings
+            if s.reset_next > 0:
+                self._settings = replace(s, reset_next=s.reset_next - 1)
+                return Fault("reset", s)
+            if s.hang_next > 0:
+                self._settings = replace(s, hang_next=s.hang_next - 1)
+                return Fault("hang", s)
+            if s.fail_next > 0:
+                self._settings = replace(s, fail_next=s.fail_next - 1)
+                return Fault("fail", s)
+            # Draw only when a rate is set, so switching rates on doesn't shift other randomness.
+            if s.fail_rate <= 0.0 and s.reset_rate <= 0.0:
+                return None
+            x = self._rng.random()
+            if x < s.reset_rate:
+                return Fault("reset", s)
+            if x < s.reset_rate + s.fail_rate:
+                return Fault("fail", s)
+            return None

@@ -1,0 +1,81 @@
+"""How a run reports itself: a tqdm bar on a terminal, plain log lines under cron, or silence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+# Without a terminal (cron, a pipe) a line per image is enough for small runs; for big fast ones
+# we print at most one line per this many seconds, plus the last one.
+LOG_EVERY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Console:
+    """The streams and display choices of one invocation, injected so tests need no terminal."""
+
+    out: TextIO
+    err: TextIO
+    is_tty: bool = False
+    quiet: bool = False
+
+    def error(self, message: str) -> None:
+        # --quiet never hides errors.
+        print(f"sdbatch: error: {message}", file=self.err, flush=True)
+
+    def summary(self, message: str) -> None:
+        # The closing line shows even under --quiet: cron mails it.
+        print(f"sdbatch: {message}", file=self.err, flush=True)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            print(f"sdbatch: {message}", file=self.err, flush=True)
+
+
+class Progress:
+    """Counts finished images and failed payloads, and shows them the way the console allows."""
+
+    def __init__(
+        self, console: Console, total: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.console = console
+        self.total = total
+        self.done = 0
+        self.failed_rows: list[Mapping[str, Any]] = []
+        self._clock = clock
+        self._start = clock()
+        self._last_line = float("-inf")
+        self._bar: tqdm[Any] | None = None
+        if console.is_tty and not console.quiet:
+            self._bar = tqdm(total=total, unit="img", file=console.err, dynamic_ncols=True)
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    def image_saved(self, row: Mapping[str, Any]) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            return
+        now = self._clock()
+        if self.done == self.total or now - self._last_line >= LOG_EVERY_SECONDS:
+            self._last_line = now
+            rate = self.done / max(now - self._start, 1e-9)
+            self.console.info(f"{self.done}/{self.total} images ({rate:.2f}/s) {row['file']}")
+
+    def payload_failed(self, row: Mapping[str, Any]) -> None:
+        self.failed_rows.append(row)
+        message = f"payload {row['payload_index']} failed after {row['attempts']} attempt(s): "
+        if self._bar is not None:
+            self._bar.write(f"sdbatch: error: {message}{row['error']}", file=self.console.err)
+        else:
+            self.console.error(message + str(row["error"]))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

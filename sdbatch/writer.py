@@ -1,0 +1,187 @@
+"""Stage 4: save images atomically and append one manifest row per image (or failed payload).
+
+Entry point: `Writer.write(outcome) -> list[dict]`, the rows it appended. A row is flushed and
+synced before `write` returns, and an image file is renamed into place before its `ok` row is
+written, so a crash can leave an image without a row but never a row without its image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdbatch.errors import OutputError
+from sdbatch.worker import Decoded, DecodeError, GeneratedImage, Outcome, decode
+
+MANIFEST = "manifest.jsonl"
+
+
+def image_extension(data: bytes) -> str:
+    """The file extension the bytes call for: the server's `samples_format` decides, not us."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".bin"
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+
+
+def safe_filename(name: str) -> str:
+    """A template may pull in a prompt: keep it one file inside the output dir, of a length
+    every filesystem accepts (255 bytes, leaving room for a suffix and the extension)."""
+    name = name.replace("/", "_").replace("\\", "_").replace("\0", "").strip().lstrip(".")
+    return name.encode()[:200].decode(errors="ignore") or "image"
+
+
+def unique_path(path: Path, exists: Callable[[Path], bool] = Path.exists) -> Path:
+    """`path`, or `stem-1.ext`, `stem-2.ext`, ... : the first name not taken yet."""
+    candidate, n = path, 0
+    while exists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every row shares: the names a filename template may use besides plan fields."""
+
+    name: str
+    date: str  # YYYY-MM-DD, fixed once per run
+    time: str  # HHMMSS
+    rng_seed: int | None = None  # the generator behind `seeds: {count: N}`
+
+
+class Writer:
+    def __init__(self, out_dir: Path, filename_template: str, run: RunInfo) -> None:
+        self.out_dir = out_dir
+        self.template = filename_template
+        self.run = run
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self._manifest = (out_dir / MANIFEST).open("a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        self._manifest.close()
+
+    def _append(self, row: Mapping[str, Any]) -> None:
+        try:
+            self._manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._manifest.flush()
+            os.fsync(self._manifest.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot append to {self.out_dir / MANIFEST}: {exc}") from exc
+
+    def _save(self, name: str, data: bytes) -> Path:
+        """Write to a temporary name, sync, then link into place: the final name either holds
+        the whole image or does not exist, and an existing file is never replaced."""
+        final = unique_path(self.out_dir / name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            while True:
+                try:
+                    os.link(tmp, final)  # unlike rename, link refuses to replace a file
+                    break
+                except FileExistsError:  # another process took the name meanwhile
+                    final = unique_path(final)
+        except OSError as exc:
+            raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        return final
+
+    def _base_row(self, outcome: Outcome) -> dict[str, Any]:
+        item = outcome.item
+        return {
+            "payload_id": item.id,
+            "payload_index": item.index,
+            "prompt_index": item.prompt_index,
+            "cell": dict(item.cell),
+            "payload": dict(item.payload),
+            "rng_seed": self.run.rng_seed,
+            "attempts": outcome.attempts,
+            "error": outcome.error,
+            "started": _iso(outcome.started),
+            "finished": _iso(outcome.finished),
+        }
+
+    def _failed(self, outcome: Outcome, error: str) -> list[dict[str, Any]]:
+        row = {"id": outcome.item.id, "status": "failed", **self._base_row(outcome)}
+        row["error"] = error
+        self._append(row)
+        return [row]
+
+    def write(self, outcome: Outcome) -> list[dict[str, Any]]:
+        """Decode and save the outcome's images (or record its failure); return the rows."""
+        if not outcome.ok:
+            return self._failed(outcome, outcome.error or "failed")
+        try:
+            decoded = decode(outcome)
+        except DecodeError as exc:
+            return self._failed(outcome, str(exc))
+        return [self._write_image(outcome, decoded, image) for image in decoded.images]
+
+    def _write_image(
+        self, outcome: Outcome, decoded: Decoded, image: GeneratedImage
+    ) -> dict[str, Any]:
+        item, info = outcome.item, decoded.info
+        fields = {
+            **item.payload,
+            "index": item.first_image + image.image_index,
+            "payload_index": item.index,
+            "image_index": image.image_index,
+            "prompt_index": item.prompt_index,
+            "seed": image.seed,
+            "id": item.image_id(image.image_index),
+            "name": self.run.name,
+            "date": self.run.date,
+            "time": self.run.time,
+        }
+        name = safe_filename(self.template.format(**fields)) + image_extension(image.data)
+        path = self._save(name, image.data)
+        with Image.open(io.BytesIO(image.data)) as img:  # reads the header only
+            width, height = img.size
+        extra = info.get("extra_generation_params")
+        extra = extra if isinstance(extra, dict) else {}
+        row = {
+            "id": fields["id"],
+            "status": "ok",
+            "file": path.relative_to(self.out_dir).as_posix(),
+            "image_index": image.image_index,
+            "seed": image.seed,
+            "sha256": hashlib.sha256(image.data).hexdigest(),
+            "width": width,
+            "height": height,
+            "sampler_name": info.get("sampler_name"),
+            # info has no scheduler key: the webui reports it only as "Schedule type".
+            "scheduler": extra.get("Schedule type", "Automatic"),
+            "sd_model_name": info.get("sd_model_name"),
+            "sd_model_hash": info.get("sd_model_hash"),
+            "server_version": info.get("version"),
+            **self._base_row(outcome),
+        }
+        self._append(row)
+        return row

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sdbatch.cli import main
+from sdbatch.mockwebui import MockWebui
+from sdbatch.progress import Console
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+RunCli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def run_cli() -> RunCli:
+    """Run `sdbatch ARGS...` in-process; fail loudly on an unexpected exit code."""
+
+    def run(*argv: str, expect: int | None = 0) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(argv), Console(out, err, is_tty=False))
+        result = CliResult(code, out.getvalue(), err.getvalue())
+        if expect is not None:
+            assert code == expect, f"exit {code}, expected {expect}\n{result.err}"
+        return result
+
+    return run
+
+
+@pytest.fixture
+def webui() -> Iterator[MockWebui]:
+    """A fresh stand-in webui on a free loopback port."""
+    with MockWebui(seed=1234) as server:
+        yield server
