@@ -48,11 +48,21 @@ class DecodeError(Exception):
 
 
 @dataclass(frozen=True)
+class Response:
+    """One 200 answer. A payload split after an out-of-memory error has several."""
+
+    payload: Mapping[str, Any]  # exactly what was sent for this part
+    first_image: int  # where its images start among the planned payload's images
+    body: bytes  # undecoded: decoding happens on the writer's thread
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What became of one payload: the raw response body on success, the webui's message if not."""
+    """What became of one planned payload: its responses, and the webui's message if some or
+    all of its images could not be made."""
 
     item: PlannedPayload
-    body: bytes | None
+    responses: tuple[Response, ...]
     error: str | None
     attempts: int
     started: float  # epoch seconds
@@ -60,20 +70,16 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.body is not None
+        return self.error is None
 
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    image_index: int  # position among the payload's real images
+    image_index: int  # position among the planned payload's images
     data: bytes
     seed: int  # the seed the server used for this image
-
-
-@dataclass(frozen=True)
-class Decoded:
-    images: tuple[GeneratedImage, ...]
-    info: Mapping[str, Any]
+    payload: Mapping[str, Any]  # the request that made it
+    info: Mapping[str, Any]  # that response's decoded `info`
 
 
 def server_message(response: requests.Response) -> str:
@@ -161,23 +167,23 @@ class Worker:
                     except _Transient as exc:
                         reached = reached or exc.reached
                         raise
-            return Outcome(item, body, None, attempts, started, self._clock())
+            response = Response(item.payload, 0, body)
+            return Outcome(item, (response,), None, attempts, started, self._clock())
         except _Transient as exc:
             if not reached:
                 raise ServerUnreachableError(f"{exc} (gave up after {attempts} attempts)") from exc
-            return Outcome(item, None, str(exc), attempts, started, self._clock())
+            return Outcome(item, (), str(exc), attempts, started, self._clock())
         except _Permanent as exc:
-            return Outcome(item, None, str(exc), attempts, started, self._clock())
+            return Outcome(item, (), str(exc), attempts, started, self._clock())
 
 
-def decode(outcome: Outcome) -> Decoded:
+def decode(response: Response) -> list[GeneratedImage]:
     """Apply the response contract: `info` is a JSON string, and the real images are
     `images[index_of_first_image : index_of_first_image + batch_size*n_iter]` (a grid may sit
     before them, extension images after them), each with its seed from `info.all_seeds`.
     """
-    assert outcome.body is not None
     try:
-        body = json.loads(outcome.body)
+        body = json.loads(response.body)
         raw_info = body.get("info")
         info = json.loads(raw_info) if isinstance(raw_info, str) else (raw_info or {})
         images = body.get("images") or []
@@ -185,17 +191,16 @@ def decode(outcome: Outcome) -> Decoded:
         raise DecodeError(f"the response is not txt2img JSON: {exc}") from exc
     if not isinstance(info, dict) or not isinstance(images, list):
         raise DecodeError("the response has no usable `info` / `images`")
+    sent = response.payload
     first = int(info.get("index_of_first_image") or 0)
-    expected = outcome.item.image_count
-    real = images[first : first + expected]
+    expected = int(sent.get("batch_size") or 1) * int(sent.get("n_iter") or 1)
     seeds = info.get("all_seeds") or []
-    planned_seed = int(outcome.item.payload["seed"])
     result = []
-    for i, encoded in enumerate(real):
+    for i, encoded in enumerate(images[first : first + expected]):
         try:
             data = base64.b64decode(encoded.split(",", 1)[-1], validate=True)
         except (binascii.Error, AttributeError) as exc:
             raise DecodeError(f"image {i} is not valid base64: {exc}") from exc
-        seed = int(seeds[i]) if i < len(seeds) else planned_seed + i
-        result.append(GeneratedImage(i, data, seed))
-    return Decoded(tuple(result), info)
+        seed = int(seeds[i]) if i < len(seeds) else int(sent["seed"]) + i
+        result.append(GeneratedImage(response.first_image + i, data, seed, sent, info))
+    return result

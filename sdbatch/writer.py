@@ -21,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from sdbatch.errors import OutputError
-from sdbatch.worker import Decoded, DecodeError, GeneratedImage, Outcome, decode
+from sdbatch.worker import DecodeError, GeneratedImage, Outcome, decode
 
 MANIFEST = "manifest.jsonl"
 
@@ -128,28 +128,31 @@ class Writer:
             "finished": _iso(outcome.finished),
         }
 
-    def _failed(self, outcome: Outcome, error: str) -> list[dict[str, Any]]:
+    def _failed(self, outcome: Outcome, error: str) -> dict[str, Any]:
         row = {"id": outcome.item.id, "status": "failed", **self._base_row(outcome)}
         row["error"] = error
         self._append(row)
-        return [row]
+        return row
 
     def write(self, outcome: Outcome) -> list[dict[str, Any]]:
-        """Decode and save the outcome's images (or record its failure); return the rows."""
-        if not outcome.ok:
-            return self._failed(outcome, outcome.error or "failed")
-        try:
-            decoded = decode(outcome)
-        except DecodeError as exc:
-            return self._failed(outcome, str(exc))
-        return [self._write_image(outcome, decoded, image) for image in decoded.images]
+        """Decode and save the outcome's images, record its failure if any; return the rows."""
+        rows: list[dict[str, Any]] = []
+        error = outcome.error
+        for response in outcome.responses:
+            try:
+                images = decode(response)
+            except DecodeError as exc:
+                error = str(exc)
+                continue
+            rows.extend(self._write_image(outcome, image) for image in images)
+        if error is not None:
+            rows.append(self._failed(outcome, error))
+        return rows
 
-    def _write_image(
-        self, outcome: Outcome, decoded: Decoded, image: GeneratedImage
-    ) -> dict[str, Any]:
-        item, info = outcome.item, decoded.info
+    def _write_image(self, outcome: Outcome, image: GeneratedImage) -> dict[str, Any]:
+        item, info = outcome.item, image.info
         fields = {
-            **item.payload,
+            **image.payload,
             "index": item.first_image + image.image_index,
             "payload_index": item.index,
             "image_index": image.image_index,
@@ -182,6 +185,8 @@ class Writer:
             "sd_model_hash": info.get("sd_model_hash"),
             "server_version": info.get("version"),
             **self._base_row(outcome),
+            "payload": dict(image.payload),
+            "error": None,
         }
         self._append(row)
         return row

@@ -13,12 +13,16 @@ from sdbatch.errors import ServerUnreachableError
 from sdbatch.loader import ServerConfig
 from sdbatch.mockwebui import MockWebui
 from sdbatch.plan import PlannedPayload
-from sdbatch.worker import Worker, decode
+from sdbatch.worker import GeneratedImage, Outcome, Worker, decode
 
 
 def item(**payload: Any) -> PlannedPayload:
     body = {"prompt": "a cat", "seed": 100, "steps": 4, "width": 64, "height": 48, **payload}
     return PlannedPayload(index=0, first_image=0, prompt_index=0, cell={}, payload=body)
+
+
+def images_of(outcome: Outcome) -> list[GeneratedImage]:
+    return [image for response in outcome.responses for image in decode(response)]
 
 
 def make_worker(url: str, sleeps: list[float], **server: Any) -> Worker:
@@ -30,9 +34,9 @@ def test_one_image(webui: MockWebui) -> None:
     sleeps: list[float] = []
     outcome = make_worker(webui.url, sleeps).submit(item())
     assert outcome.ok and outcome.attempts == 1 and sleeps == []
-    decoded = decode(outcome)
-    assert [img.seed for img in decoded.images] == [100]
-    with Image.open(io.BytesIO(decoded.images[0].data)) as img:
+    images = images_of(outcome)
+    assert [img.seed for img in images] == [100]
+    with Image.open(io.BytesIO(images[0].data)) as img:
         assert img.format == "PNG" and img.size == (64, 48)
         assert "Seed: 100" in img.info["parameters"]
     assert webui.requests[-1].body == dict(item().payload)
@@ -40,10 +44,10 @@ def test_one_image(webui: MockWebui) -> None:
 
 def test_grid_image_is_skipped_and_each_image_has_its_seed(webui: MockWebui) -> None:
     outcome = make_worker(webui.url, []).submit(item(batch_size=2, n_iter=2, save_images=True))
-    decoded = decode(outcome)
-    assert decoded.info["index_of_first_image"] == 1
-    assert [img.seed for img in decoded.images] == [100, 101, 102, 103]
-    for img in decoded.images:
+    images = images_of(outcome)
+    assert images[0].info["index_of_first_image"] == 1
+    assert [img.seed for img in images] == [100, 101, 102, 103]
+    for img in images:
         with Image.open(io.BytesIO(img.data)) as pic:
             assert pic.size == (64, 48)  # the grid would be larger
 
