@@ -30,7 +30,7 @@ from sdbatch.loader import Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
 from sdbatch.mockwebui import MockWebui
 from sdbatch.plan import Plan, build_plan
 from sdbatch.progress import Console
-from sdbatch.runner import run_plan
+from sdbatch.runner import run_job
 from sdbatch.worker import Worker
 from sdbatch.writer import RunInfo
 
@@ -63,7 +63,7 @@ def plain_loop(plan: Plan, out: Path) -> float:
 def sdbatch_run(plan: Plan, out: Path) -> float:
     console = Console(io.StringIO(), io.StringIO())
     start = time.perf_counter()
-    result = run_plan(
+    result = run_job(
         plan,
         out,
         worker=Worker(plan.job.server),

@@ -7,6 +7,7 @@ exceptions become messages and exit codes. Commands contain no `sys.exit` and pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -14,15 +15,17 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from sdbatch import __version__
-from sdbatch.errors import ExitCode, JobValidationError, Problem, SdbatchError
+from sdbatch.errors import ExitCode, JobValidationError, OutputError, Problem, SdbatchError
 from sdbatch.loader import Job, load_job
 from sdbatch.mockwebui import cli as mock_cli
 from sdbatch.plan import Plan, build_plan
 from sdbatch.progress import Console
-from sdbatch.runner import run_plan
-from sdbatch.worker import Worker
+from sdbatch.resume import fresh_dir
+from sdbatch.runner import run_job
+from sdbatch.worker import Worker, wait_for_server
 from sdbatch.writer import RunInfo
 
 Command = Callable[[argparse.Namespace, Console], int]
@@ -71,6 +74,8 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path, RunInfo]:
+    # {date} and {time} resolve once, at the start of the run, so a run past midnight stays in
+    # one dir; a rerun the same day (same {date}) resumes it.
     run = RunInfo(name=job.name, date=now.strftime("%Y-%m-%d"), time=now.strftime("%H%M%S"))
     template = override if override is not None else job.output.dir
     return Path(template.format(name=run.name, date=run.date, time=run.time)), run
@@ -78,15 +83,23 @@ def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path,
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.job)
+    server = job.server
     if args.server:
-        job = dataclasses.replace(job, server=dataclasses.replace(job.server, url=args.server))
+        server = dataclasses.replace(server, url=args.server)
+    if args.wait is not None:
+        server = dataclasses.replace(server, wait=args.wait)
+    job = dataclasses.replace(job, server=server)
     plan = build_plan(job)
     out_dir, run = _output_dir(job, args.out, dt.datetime.now())
+    if args.fresh:
+        out_dir = fresh_dir(out_dir)
     run = dataclasses.replace(run, rng_seed=plan.rng_seed)
-    console.info(f"{_describe(plan)} -> {job.server.url}, writing to {out_dir}")
-    result = run_plan(plan, out_dir, worker=Worker(job.server), console=console, run_info=run)
-    if result.interrupted:
-        raise KeyboardInterrupt
+    console.info(f"{_describe(plan)} -> {server.url}, writing to {out_dir}")
+    if server.wait > 0:
+        wait_for_server(server.url, server.wait)
+    result = run_job(
+        plan, out_dir, worker=Worker(server), console=console, run_info=run, verify=args.verify
+    )
     return result.exit_code
 
 
@@ -117,12 +130,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", metavar="URL", help="webui URL (overrides server.url)")
     p.add_argument("--out", metavar="DIR", help="output directory (overrides output.dir)")
     p.add_argument("--quiet", action="store_true", help="only errors and the summary line")
+    p.add_argument(
+        "--fresh", action="store_true", help="start over in a new dir instead of resuming"
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="hash every finished image before trusting it"
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the webui to come up (overrides server.wait)",
+    )
+    p.add_argument("--log-file", metavar="PATH", help="also append timestamped lines to PATH")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("mock-webui", help="serve the built-in stand-in webui")
     mock_cli.add_arguments(p)
     p.set_defaults(func=_mock_webui)
     return parser
+
+
+def _open_log(args: argparse.Namespace) -> TextIO:
+    try:
+        return open(args.log_file, "a", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot open log file {args.log_file}: {exc.strerror}") from exc
 
 
 def _route_logging(console: Console) -> None:
@@ -132,6 +165,10 @@ def _route_logging(console: Console) -> None:
     handler = logging.StreamHandler(console.err)
     handler.setFormatter(logging.Formatter("sdbatch: %(message)s"))
     logger.addHandler(handler)
+    if console.log is not None:
+        to_file = logging.StreamHandler(console.log)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(to_file)
     logger.setLevel(logging.ERROR if console.quiet else logging.INFO)
     logger.propagate = False
 
@@ -143,9 +180,12 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     if console is None:
         console = Console(sys.stdout, sys.stderr, is_tty=sys.stderr.isatty())
     console = dataclasses.replace(console, quiet=getattr(args, "quiet", False))
-    _route_logging(console)
     try:
-        return int(args.func(args, console))
+        with contextlib.ExitStack() as stack:
+            if getattr(args, "log_file", None):
+                console = dataclasses.replace(console, log=stack.enter_context(_open_log(args)))
+            _route_logging(console)
+            return int(args.func(args, console))
     except JobValidationError as exc:
         if args.traceback:
             raise

@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     INVALID = 2  # invalid job file or usage; nothing was sent
     ABORTED = 3  # the server could not be reached, or the run was aborted
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 
 @dataclass(frozen=True, order=True)
@@ -64,6 +65,10 @@ class ServerError(SdbatchError):
 
 class ServerUnreachableError(ServerError):
     """The webui could not be reached at all; the run stops, since every payload would fail."""
+
+
+class RunLockedError(SdbatchError):
+    """Another sdbatch run holds the output directory."""
 
 
 class OutputError(SdbatchError):

@@ -26,6 +26,7 @@ class ServerConfig:
     url: str = DEFAULT_URL
     timeout: float = 600.0  # seconds per request
     retries: int = 5  # attempts after the first failure
+    wait: float = 0.0  # seconds to wait for the webui to come up before the run; 0: don't
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -
             url=server.get("url", DEFAULT_URL),
             timeout=float(server.get("timeout", ServerConfig.timeout)),
             retries=int(server.get("retries", ServerConfig.retries)),
+            wait=float(server.get("wait", ServerConfig.wait)),
         ),
         defaults=dict(data.get("defaults") or {}),
         prompts=tuple(prompts),

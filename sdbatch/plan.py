@@ -55,7 +55,8 @@ class PlannedPayload:
         return int(self.payload.get("batch_size") or 1) * int(self.payload.get("n_iter") or 1)
 
     def image_id(self, image_index: int) -> str:
-        return stable_hash([self.id, image_index])
+        # Hashed from the payload id directly: a resume computes this for every planned image.
+        return hashlib.sha256(f"{self.id}:{image_index}".encode()).hexdigest()[:16]
 
 
 def _draw_seeds(count: int, rng: random.Random) -> tuple[int, ...]:

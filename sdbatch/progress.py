@@ -22,18 +22,23 @@ class Console:
     err: TextIO
     is_tty: bool = False
     quiet: bool = False
+    log: TextIO | None = None  # --log-file: every message again, timestamped, for cron
+
+    def _emit(self, message: str, *, show: bool = True) -> None:
+        if show:
+            print(f"sdbatch: {message}", file=self.err, flush=True)
+        if self.log is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{stamp} {message}", file=self.log, flush=True)
 
     def error(self, message: str) -> None:
-        # --quiet never hides errors.
-        print(f"sdbatch: error: {message}", file=self.err, flush=True)
+        self._emit(f"error: {message}")  # --quiet never hides errors
 
     def summary(self, message: str) -> None:
-        # The closing line shows even under --quiet: cron mails it.
-        print(f"sdbatch: {message}", file=self.err, flush=True)
+        self._emit(message)  # the closing line shows even under --quiet: cron mails it
 
     def info(self, message: str) -> None:
-        if not self.quiet:
-            print(f"sdbatch: {message}", file=self.err, flush=True)
+        self._emit(message, show=not self.quiet)
 
 
 class Progress:
@@ -46,6 +51,7 @@ class Progress:
         self.total = total
         self.done = 0
         self.failed_rows: list[Mapping[str, Any]] = []
+        self.server_version: str | None = None
         self._clock = clock
         self._start = clock()
         self._last_line = float("-inf")
@@ -59,6 +65,7 @@ class Progress:
 
     def image_saved(self, row: Mapping[str, Any]) -> None:
         self.done += 1
+        self.server_version = row.get("server_version") or self.server_version
         if self._bar is not None:
             self._bar.update(1)
             return

@@ -8,20 +8,23 @@ responses on a writer thread, so the server never waits for the client.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdbatch.errors import ExitCode, SdbatchError
-from sdbatch.plan import Plan
+from sdbatch.plan import Plan, PlannedPayload
 from sdbatch.progress import Console, Progress
+from sdbatch.resume import Todo, open_output, todo
 from sdbatch.worker import Outcome, Worker
-from sdbatch.writer import RunInfo, Writer
+from sdbatch.writer import RunInfo, Writer, write_summary
 
 # One request generating and one waiting in the webui's FIFO queue: the GPU starts the next image
 # the moment it finishes one, instead of idling while the response travels, is decoded and
@@ -37,25 +40,52 @@ WRITE_QUEUE_DEPTH = 4
 @dataclass
 class RunResult:
     out_dir: Path
-    planned_images: int
+    planned_images: int  # the whole plan, including what an earlier run finished
+    skipped: int = 0  # images an earlier run finished
     saved: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # one row per failed payload
     elapsed: float = 0.0
-    interrupted: bool = False
+    server_version: str | None = None
+    signal: int | None = None  # the signal that stopped the run early
+    error: SdbatchError | None = None  # what aborted the run
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.interrupted:
-            return ExitCode.INTERRUPTED
+        if self.error is not None:
+            return self.error.exit_code
+        if self.signal is not None:
+            return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
         return ExitCode.PARTIAL if self.failed else ExitCode.OK
 
     def summary(self) -> str:
         rate = self.saved / self.elapsed * 60 if self.elapsed > 0 else 0.0
         text = (
-            f"{self.saved}/{self.planned_images} images saved, {len(self.failed)} payload(s) "
-            f"failed, {self.elapsed:.1f} s ({rate:.1f} images/min) -> {self.out_dir}"
+            f"{self.saved} images saved, {self.skipped} already done, {len(self.failed)} "
+            f"payload(s) failed, {self.skipped + self.saved}/{self.planned_images} done, "
+            f"{self.elapsed:.1f} s ({rate:.1f} images/min), exit {int(self.exit_code)}"
+            f" -> {self.out_dir}"
         )
-        return ("interrupted: " if self.interrupted else "") + text
+        if self.signal is not None:
+            text = f"stopped by {signal.Signals(self.signal).name}: {text}"
+        return text
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "planned": self.planned_images,
+            "skipped": self.skipped,
+            "done": self.saved,
+            "failed": [
+                {"id": r["id"], "payload_index": r["payload_index"], "error": r["error"]}
+                for r in self.failed
+            ],
+            "images_per_minute": round(self.saved / self.elapsed * 60, 2) if self.elapsed else 0,
+            "wall_time": round(self.elapsed, 3),
+            "server_version": self.server_version,
+            "signal": signal.Signals(self.signal).name if self.signal else None,
+            "error": str(self.error) if self.error else None,
+            "exit_code": int(self.exit_code),
+        }
 
 
 class _WriterThread(threading.Thread):
@@ -82,58 +112,159 @@ class _WriterThread(threading.Thread):
                 self.error = exc
 
 
+class _Stopper:
+    """SIGINT/SIGTERM handling. The first signal stops new payloads and lets the ones at the
+    server finish and be saved; a second one asks the webui to interrupt and stops waiting."""
+
+    def __init__(self, worker: Worker, console: Console) -> None:
+        self.worker = worker
+        self.console = console
+        self.signum: int | None = None
+        self.hard = threading.Event()
+        self._saved: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.console.error(
+                f"{signal.Signals(signum).name}: finishing the request(s) in flight; "
+                "send it again to interrupt them"
+            )
+            return
+        self.hard.set()
+        self.console.error("interrupting the webui and stopping now")
+        threading.Thread(target=self.worker.interrupt, daemon=True).start()
+
+    def __enter__(self) -> _Stopper:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._saved[signum] = signal.signal(signum, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+
+def _in_thread(fn: Callable[[PlannedPayload], Outcome], item: PlannedPayload) -> Future[Outcome]:
+    # Daemon threads, unlike a ThreadPoolExecutor's, do not hold the process open at exit, so a
+    # hard stop need not wait for a request the webui is still working on.
+    future: Future[Outcome] = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn(item))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name=f"sdbatch-request-{item.index}", daemon=True).start()
+    return future
+
+
+def _result(future: Future[Outcome], stopper: _Stopper) -> Outcome | None:
+    """The outcome, or None once a hard stop means we no longer want it: an answer that comes
+    after the webui was told to interrupt may hold a half-denoised image."""
+    while not stopper.hard.is_set():
+        try:
+            outcome = future.result(timeout=0.2)
+        except FutureTimeout:
+            continue
+        return None if stopper.hard.is_set() else outcome
+    return None
+
+
 def run_plan(
+    todo: Todo,
+    out_dir: Path,
+    *,
+    worker: Worker,
+    console: Console,
+    run_info: RunInfo,
+    claimed: frozenset[str] = frozenset(),
+    clock: Callable[[], float] = time.monotonic,
+) -> RunResult:
+    """Send every payload still to do and save what comes back; return the tally.
+
+    A lost server (ServerUnreachableError) or an unwritable output dir (OutputError) stops the
+    run and is returned in `RunResult.error`: what was saved stays, the writer has drained.
+    """
+    plan = todo.plan
+    writer = Writer(out_dir, plan.job.output.filename, run_info, done=todo.done, claimed=claimed)
+    progress = Progress(console, todo.images, clock=clock)
+    thread = _WriterThread(writer, progress)
+    result = RunResult(out_dir, plan.image_count, skipped=todo.done_images)
+    thread.start()
+    pending: deque[Future[Outcome]] = deque()
+
+    def collect() -> None:
+        outcome = _result(pending.popleft(), stopper)
+        if outcome is not None:
+            thread.inbox.put(outcome)
+
+    with _Stopper(worker, console) as stopper:
+        try:
+            for item in todo.payloads():
+                if thread.error is not None or stopper.signum is not None:
+                    break
+                pending.append(_in_thread(worker.submit, item))
+                if len(pending) >= IN_FLIGHT:
+                    collect()
+            # What is already at the server is generated whether we wait or not (the webui
+            # does not notice a client going away), so it is collected and saved too.
+            while pending and not stopper.hard.is_set():
+                collect()
+        except SdbatchError as exc:
+            result.error = exc
+        finally:
+            thread.inbox.put(None)
+            thread.join()
+            writer.close()
+            progress.close()
+    if thread.error is not None:
+        if not isinstance(thread.error, SdbatchError):
+            raise thread.error
+        result.error = thread.error
+    result.signal = stopper.signum
+    result.saved = progress.done
+    result.failed = [dict(row) for row in progress.failed_rows]
+    result.elapsed = progress.elapsed
+    result.server_version = progress.server_version
+    return result
+
+
+def run_job(
     plan: Plan,
     out_dir: Path,
     *,
     worker: Worker,
     console: Console,
     run_info: RunInfo,
+    verify: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
-    """Send every payload of the plan and save what comes back; return the tally.
+    """Claim the output dir, resume what an earlier run left, run the rest, write summary.json.
 
-    A lost server (ServerUnreachableError) or an unwritable output dir (OutputError) stops the
-    run: what was already saved stays, and the error propagates after the writer has drained.
+    Raises the error that aborted the run, if any, after the summary is written.
     """
-    writer = Writer(out_dir, plan.job.output.filename, run_info)
-    progress = Progress(console, plan.image_count, clock=clock)
-    thread = _WriterThread(writer, progress)
-    result = RunResult(out_dir, plan.image_count)
-    thread.start()
-    failure: BaseException | None = None
-    pending: deque[Future[Outcome]] = deque()
-    pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sdbatch-request")
+    state = open_output(out_dir, plan.job.name, verify=verify)
     try:
-        try:
-            for item in plan:
-                if thread.error is not None:
-                    break
-                pending.append(pool.submit(worker.submit, item))
-                if len(pending) >= IN_FLIGHT:
-                    thread.inbox.put(pending.popleft().result())
-        except KeyboardInterrupt:
-            result.interrupted = True
-        # Whatever is already at the server will be generated whether we wait or not (the webui
-        # does not notice a client going away), so collect and save it before stopping.
-        while pending:
-            thread.inbox.put(pending.popleft().result())
-    except SdbatchError as exc:
-        failure = exc
-        for future in pending:
-            future.cancel()
-    finally:
-        pool.shutdown(wait=True)
-        thread.inbox.put(None)
-        thread.join()
-        writer.close()
-        progress.close()
-        result.saved = progress.done
-        result.failed = [dict(row) for row in progress.failed_rows]
-        result.elapsed = progress.elapsed
+        left = todo(plan, state.done)
+        if state.torn_lines:
+            console.error(f"{state.torn_lines} torn manifest line(s) from a crash ignored")
+        console.info(f"{out_dir}: {left.done_images} done, {left.images} to do")
+        result = run_plan(
+            left,
+            out_dir,
+            worker=worker,
+            console=console,
+            run_info=run_info,
+            claimed=state.files,
+            clock=clock,
+        )
         console.summary(result.summary())
-    if thread.error is not None:
-        raise thread.error
-    if failure is not None:
-        raise failure
+        write_summary(out_dir, {"job": plan.job.name, **result.as_json()})
+    finally:
+        state.release()
+    if result.error is not None:
+        raise result.error
     return result

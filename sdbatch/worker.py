@@ -1,16 +1,21 @@
 """Stage 3: send one planned payload to `POST /sdapi/v1/txt2img`, retrying what is worth retrying.
 
 Entry point: `Worker.submit(item) -> Outcome`. The response body stays undecoded in the
-`Outcome`; `decode(outcome)` turns it into images on the writer's thread, so the next request is
+`Outcome`; `decode(response)` turns it into images on the writer's thread, so the next request is
 already on its way while this one is decoded and written.
+
+Timeouts: the webui does not notice a client giving up; a request that timed out keeps
+generating and holds the webui's queue. So after a read timeout sdbatch does not send it again
+at once. It closes a gate that stops its other request thread from sending anything new, polls
+`/sdapi/v1/progress` every few seconds until the webui is idle (giving up on that after another
+`server.timeout` seconds), then reopens the gate and retries. A request that never reached the
+webui (connection refused, connect timeout) is retried at once with the usual backoff.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,17 +23,39 @@ from typing import Any
 
 import requests
 import tenacity
+from requests.adapters import HTTPAdapter
 
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.loader import ServerConfig
+from sdbatch.oom import OOM_RETRIES, batch_size, is_out_of_memory, split_batch
 from sdbatch.plan import PlannedPayload
+from sdbatch.responses import DecodeError, GeneratedImage, Outcome, Response, decode, server_message
+from sdbatch.serverwait import wait_for_server, webui_busy
+
+# The response records and decode() live in sdbatch.responses; the writer imports them here.
+__all__ = [
+    "OOM_RETRIES",
+    "DecodeError",
+    "GeneratedImage",
+    "Outcome",
+    "Response",
+    "Worker",
+    "decode",
+    "server_message",
+    "wait_for_server",
+]
 
 log = logging.getLogger("sdbatch")
 
 TXT2IMG = "/sdapi/v1/txt2img"
+INTERRUPT = "/sdapi/v1/interrupt"
+INTERRUPT_TIMEOUT = 5.0
 # Exponential backoff with jitter between attempts, in seconds.
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 60.0
+IDLE_POLL = 3.0  # between /progress polls while a timed-out job finishes
+# Two request threads, a /progress poll and an interrupt may all be open at once.
+POOL_SIZE = 4
 
 
 class _Transient(Exception):
@@ -39,74 +66,54 @@ class _Transient(Exception):
         self.reached = reached  # did the server answer at all?
 
 
+class _OutOfMemory(_Transient):
+    """A 5xx out-of-memory error: split the batch if it has more than one image, else retry."""
+
+
 class _Permanent(Exception):
     """The server rejected the payload itself (4xx); sending it again cannot help."""
 
 
-class DecodeError(Exception):
-    """A 200 response that does not follow the txt2img contract."""
+class _Gate:
+    """Open unless some request thread is waiting for a timed-out job to finish; every attempt
+    passes it first. A count, because both request threads may time out at once."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closers = 0
+        self._open = threading.Event()
+        self._open.set()
 
-@dataclass(frozen=True)
-class Response:
-    """One 200 answer. A payload split after an out-of-memory error has several."""
+    def close(self) -> None:
+        with self._lock:
+            self._closers += 1
+            self._open.clear()
 
-    payload: Mapping[str, Any]  # exactly what was sent for this part
-    first_image: int  # where its images start among the planned payload's images
-    body: bytes  # undecoded: decoding happens on the writer's thread
+    def reopen(self) -> None:
+        with self._lock:
+            self._closers -= 1
+            if self._closers == 0:
+                self._open.set()
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one planned payload: its responses, and the webui's message if some or
-    all of its images could not be made."""
-
-    item: PlannedPayload
-    responses: tuple[Response, ...]
-    error: str | None
-    attempts: int
-    started: float  # epoch seconds
-    finished: float
+    def wait(self) -> None:
+        self._open.wait()
 
     @property
-    def ok(self) -> bool:
-        return self.error is None
+    def is_open(self) -> bool:
+        return self._open.is_set()
 
 
-@dataclass(frozen=True)
-class GeneratedImage:
-    image_index: int  # position among the planned payload's images
-    data: bytes
-    seed: int  # the seed the server used for this image
-    payload: Mapping[str, Any]  # the request that made it
-    info: Mapping[str, Any]  # that response's decoded `info`
+@dataclass
+class _Tally:
+    """Shared by every part of one planned payload."""
 
-
-def server_message(response: requests.Response) -> str:
-    """The webui's own words for an error response, whichever of its body shapes it used."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return f"HTTP {response.status_code}: {text[:300] or response.reason}"
-    if isinstance(body, dict):
-        detail = body.get("detail")
-        if isinstance(detail, list):  # FastAPI's 422 validation list
-            parts = []
-            for err in detail:
-                loc = [str(x) for x in err.get("loc", []) if x != "body"]
-                parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', '')}")
-            return f"HTTP {response.status_code}: " + "; ".join(parts)
-        # A1111 {error, detail, body, errors}; Forge says `message` instead of `errors`.
-        words = body.get("errors") or body.get("message") or detail or ""
-        kind = body.get("error")
-        text = f"{kind}: {words}" if kind and words else str(kind or words)
-        return f"HTTP {response.status_code}: {text or response.reason}"
-    return f"HTTP {response.status_code}: {body}"  # SD.Next answers a TypeError with a bare string
+    attempts: int = 0
+    reached: bool = False
 
 
 class Worker:
-    """Posts payloads to one webui through one `requests.Session`."""
+    """Posts payloads to one webui through one `requests.Session`; `submit` may be called from
+    several threads at once."""
 
     def __init__(
         self,
@@ -115,23 +122,75 @@ class Worker:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.server = server
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
         self._sleep = sleep
         self._clock = clock
-        self._url = server.url.rstrip("/") + TXT2IMG
+        self._monotonic = monotonic
+        self._base = server.url.rstrip("/")
+        self.gate = _Gate()
 
-    def _post_once(self, payload: Mapping[str, Any]) -> bytes:
+    def interrupt(self) -> None:
+        """Ask the webui to stop the job it is running (best effort, never raises). It stops
+        only the current job; one queued behind it still runs (a1111-api.md §3)."""
         try:
-            response = self.session.post(self._url, json=payload, timeout=self.server.timeout)
-        except requests.Timeout as exc:
-            raise _Transient(f"no answer within {self.server.timeout:g} s", reached=True) from exc
-        except requests.ConnectionError as exc:
+            response = self.session.post(self._base + INTERRUPT, timeout=INTERRUPT_TIMEOUT)
+        except requests.RequestException as exc:
+            log.warning("could not interrupt the webui at %s: %s", self.server.url, exc)
+            return
+        if response.status_code >= 300:  # A1111 answers 200 {}, SD.Next 204
+            log.warning("interrupting the webui failed: %s", server_message(response))
+
+    def _wait_until_idle(self) -> None:
+        """After a read timeout: hold back new requests until the timed-out job is done."""
+        self.gate.close()
+        try:
+            log.warning(
+                "no answer within %g s; waiting for the webui to finish that job "
+                "before sending it again",
+                self.server.timeout,
+            )
+            deadline = self._monotonic() + self.server.timeout
+            while webui_busy(self.session, self._base):
+                if self._monotonic() >= deadline:
+                    log.warning("the webui is still busy; sending again anyway")
+                    return
+                self._sleep(IDLE_POLL)
+        finally:
+            self.gate.reopen()
+
+    def _post_once(self, item: PlannedPayload, payload: Mapping[str, Any], tally: _Tally) -> bytes:
+        self.gate.wait()
+        tally.attempts += 1
+        try:
+            response = self.session.post(
+                self._base + TXT2IMG, json=payload, timeout=self.server.timeout
+            )
+        except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
             raise _Transient(f"cannot reach {self.server.url}: {exc}", reached=False) from exc
+        except requests.Timeout as exc:  # a read timeout: the webui has it and goes on
+            tally.reached = True
+            self._wait_until_idle()
+            raise _Transient(f"no answer within {self.server.timeout:g} s", reached=True) from exc
+        tally.reached = True
         if response.status_code == 200:
             return response.content
         message = server_message(response)
+        if is_out_of_memory(response.status_code, message):
+            log.warning(
+                "the webui ran out of GPU memory on payload %d (batch_size %d): %s",
+                item.index,
+                batch_size(payload),
+                message,
+            )
+            raise _OutOfMemory(message, reached=True)
         if response.status_code >= 500:
             raise _Transient(message, reached=True)
         raise _Permanent(message)
@@ -141,66 +200,88 @@ class Worker:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)
 
+    def _post(self, item: PlannedPayload, payload: Mapping[str, Any], tally: _Tally) -> bytes:
+        """One payload with retries. An out-of-memory error of a splittable batch is raised at
+        once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries."""
+        splittable = batch_size(payload) > 1
+        ooms = others = 0
+
+        def retry(exc: BaseException) -> bool:
+            if isinstance(exc, _OutOfMemory):
+                return not splittable and ooms <= OOM_RETRIES
+            return isinstance(exc, _Transient) and others <= self.server.retries
+
+        retrying = tenacity.Retrying(
+            wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX),
+            retry=tenacity.retry_if_exception(retry),
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                try:
+                    return self._post_once(item, payload, tally)
+                except _OutOfMemory:
+                    ooms += 1
+                    raise
+                except _Transient:
+                    others += 1
+                    raise
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _send(
+        self,
+        item: PlannedPayload,
+        payload: Mapping[str, Any],
+        first: int,
+        tally: _Tally,
+        responses: list[Response],
+    ) -> list[str]:
+        """Send a payload, splitting it on out of memory; collect responses in image order and
+        return the errors of the parts that failed. A part that exhausts its retries on a
+        timeout or connection error raises: the other parts would only fare the same."""
+        try:
+            responses.append(Response(payload, first, self._post(item, payload, tally)))
+            return []
+        except _Permanent as exc:
+            return [str(exc)]
+        except _OutOfMemory as exc:
+            if batch_size(payload) < 2:
+                return [str(exc)]
+        parts = split_batch(payload)
+        log.info(
+            "splitting payload %d into %d requests of batch_size %d and %d",
+            item.index,
+            len(parts),
+            batch_size(parts[0].payload),
+            batch_size(parts[1].payload),
+        )
+        errors: list[str] = []
+        for part in parts:
+            errors += self._send(item, part.payload, first + part.first_image, tally, responses)
+        return errors
+
     def submit(self, item: PlannedPayload) -> Outcome:
-        """Send one payload, retrying transient failures; a 4xx is tried exactly once.
+        """Send one planned payload: retry transient failures, split a batch that runs out of
+        GPU memory, try a 4xx exactly once.
 
         Raises ServerUnreachableError when no attempt reached the server at all: every later
         payload would fail the same way, so the run stops instead of burning through the plan.
         """
         started = self._clock()
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.server.retries + 1),
-            wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX),
-            retry=tenacity.retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        reached = False
-        attempts = 0
+        tally = _Tally()
+        responses: list[Response] = []
         try:
-            for attempt in retrying:
-                attempts = attempt.retry_state.attempt_number
-                with attempt:
-                    try:
-                        body = self._post_once(item.payload)
-                    except _Transient as exc:
-                        reached = reached or exc.reached
-                        raise
-            response = Response(item.payload, 0, body)
-            return Outcome(item, (response,), None, attempts, started, self._clock())
+            errors = self._send(item, item.payload, 0, tally, responses)
         except _Transient as exc:
-            if not reached:
-                raise ServerUnreachableError(f"{exc} (gave up after {attempts} attempts)") from exc
-            return Outcome(item, (), str(exc), attempts, started, self._clock())
-        except _Permanent as exc:
-            return Outcome(item, (), str(exc), attempts, started, self._clock())
-
-
-def decode(response: Response) -> list[GeneratedImage]:
-    """Apply the response contract: `info` is a JSON string, and the real images are
-    `images[index_of_first_image : index_of_first_image + batch_size*n_iter]` (a grid may sit
-    before them, extension images after them), each with its seed from `info.all_seeds`.
-    """
-    try:
-        body = json.loads(response.body)
-        raw_info = body.get("info")
-        info = json.loads(raw_info) if isinstance(raw_info, str) else (raw_info or {})
-        images = body.get("images") or []
-    except (ValueError, AttributeError) as exc:
-        raise DecodeError(f"the response is not txt2img JSON: {exc}") from exc
-    if not isinstance(info, dict) or not isinstance(images, list):
-        raise DecodeError("the response has no usable `info` / `images`")
-    sent = response.payload
-    first = int(info.get("index_of_first_image") or 0)
-    expected = int(sent.get("batch_size") or 1) * int(sent.get("n_iter") or 1)
-    seeds = info.get("all_seeds") or []
-    result = []
-    for i, encoded in enumerate(images[first : first + expected]):
-        try:
-            data = base64.b64decode(encoded.split(",", 1)[-1], validate=True)
-        except (binascii.Error, AttributeError) as exc:
-            raise DecodeError(f"image {i} is not valid base64: {exc}") from exc
-        seed = int(seeds[i]) if i < len(seeds) else int(sent["seed"]) + i
-        result.append(GeneratedImage(response.first_image + i, data, seed, sent, info))
-    return result
+            if not tally.reached:
+                raise ServerUnreachableError(
+                    f"{exc} (gave up after {tally.attempts} attempts)"
+                ) from exc
+            errors = [str(exc)]
+        error = errors[0] if errors else None
+        if error is not None and responses:
+            made = sum(batch_size(r.payload) * int(r.payload.get("n_iter") or 1) for r in responses)
+            error += f" ({item.image_count - made} of {item.image_count} images not made)"
+        return Outcome(item, tuple(responses), error, tally.attempts, started, self._clock())

@@ -24,6 +24,7 @@ from sdbatch.errors import OutputError
 from sdbatch.worker import DecodeError, GeneratedImage, Outcome, decode
 
 MANIFEST = "manifest.jsonl"
+SUMMARY = "summary.json"
 
 
 def image_extension(data: bytes) -> str:
@@ -57,6 +58,16 @@ def unique_path(path: Path, exists: Callable[[Path], bool] = Path.exists) -> Pat
     return candidate
 
 
+def write_summary(out_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Replace summary.json whole (temporary file + rename): it describes the latest run."""
+    tmp = out_dir / f".summary.json.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, out_dir / SUMMARY)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out_dir / SUMMARY}: {exc.strerror or exc}") from exc
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """What every row shares: the names a filename template may use besides plan fields."""
@@ -68,13 +79,25 @@ class RunInfo:
 
 
 class Writer:
-    def __init__(self, out_dir: Path, filename_template: str, run: RunInfo) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        filename_template: str,
+        run: RunInfo,
+        *,
+        done: frozenset[str] = frozenset(),
+        claimed: frozenset[str] = frozenset(),
+    ) -> None:
         self.out_dir = out_dir
         self.template = filename_template
         self.run = run
+        self.done = done  # image ids finished by an earlier run: never written again
+        self._claimed = set(claimed)  # files that ok rows point at
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            self._manifest = (out_dir / MANIFEST).open("a", encoding="utf-8")
+            # Unbuffered: a row that failed to go out (disk full) must not linger in a buffer
+            # and be flushed, half, by close().
+            self._manifest = (out_dir / MANIFEST).open("ab", buffering=0)
         except OSError as exc:
             raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
@@ -83,17 +106,27 @@ class Writer:
 
     def _append(self, row: Mapping[str, Any]) -> None:
         try:
-            self._manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._manifest.flush()
+            line = memoryview((json.dumps(row, ensure_ascii=False) + "\n").encode())
+            while line:  # a raw write may take only part of it
+                line = line[self._manifest.write(line) or 0 :]
             os.fsync(self._manifest.fileno())
         except OSError as exc:
             raise OutputError(f"cannot append to {self.out_dir / MANIFEST}: {exc}") from exc
 
-    def _save(self, name: str, data: bytes) -> Path:
+    def _adoptable(self, path: Path, digest: str) -> bool:
+        """A file no row claims, with exactly these bytes: this very image, saved by a run that
+        was killed before it could append the row. Taking it over keeps one file per image."""
+        if path.name in self._claimed:
+            return False
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        except OSError:
+            return False
+
+    def _save(self, name: str, data: bytes, digest: str) -> Path:
         """Write to a temporary name, sync, then link into place: the final name either holds
         the whole image or does not exist, and an existing file is never replaced."""
-        final = unique_path(self.out_dir / name)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final = self.out_dir / name
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as fh:
@@ -101,21 +134,25 @@ class Writer:
                 fh.flush()
                 os.fsync(fh.fileno())
             while True:
+                final = unique_path(final, lambda p: p.exists() and not self._adoptable(p, digest))
                 try:
                     os.link(tmp, final)  # unlike rename, link refuses to replace a file
                     break
-                except FileExistsError:  # another process took the name meanwhile
-                    final = unique_path(final)
+                except FileExistsError:  # the adoptable orphan, or a name taken meanwhile
+                    if self._adoptable(final, digest):
+                        break
         except OSError as exc:
             raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        self._claimed.add(final.name)
         return final
 
     def _base_row(self, outcome: Outcome) -> dict[str, Any]:
         item = outcome.item
         return {
+            "job": self.run.name,
             "payload_id": item.id,
             "payload_index": item.index,
             "prompt_index": item.prompt_index,
@@ -144,7 +181,11 @@ class Writer:
             except DecodeError as exc:
                 error = str(exc)
                 continue
-            rows.extend(self._write_image(outcome, image) for image in images)
+            rows.extend(
+                self._write_image(outcome, image)
+                for image in images
+                if outcome.item.image_id(image.image_index) not in self.done
+            )
         if error is not None:
             rows.append(self._failed(outcome, error))
         return rows
@@ -164,7 +205,9 @@ class Writer:
             "time": self.run.time,
         }
         name = safe_filename(self.template.format(**fields)) + image_extension(image.data)
-        path = self._save(name, image.data)
+        digest = hashlib.sha256(image.data).hexdigest()
+        path = self._save(name, image.data, digest)
+        stat = path.stat()
         with Image.open(io.BytesIO(image.data)) as img:  # reads the header only
             width, height = img.size
         extra = info.get("extra_generation_params")
@@ -175,7 +218,10 @@ class Writer:
             "file": path.relative_to(self.out_dir).as_posix(),
             "image_index": image.image_index,
             "seed": image.seed,
-            "sha256": hashlib.sha256(image.data).hexdigest(),
+            "sha256": digest,
+            # Size and mtime let a resume trust the file without hashing it again.
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
             "width": width,
             "height": height,
             "sampler_name": info.get("sampler_name"),

@@ -113,7 +113,8 @@ def test_merge_keys_are_not_duplicates_and_aliases_are_checked_once(tmp_path: Pa
     )
     loaded = load_job(job)
     assert [dict(p.fields) for p in loaded.prompts] == [
-        {"steps": 30, "cfg_scale": 5}, {"steps": 20, "cfg_scale": 5},
+        {"steps": 30, "cfg_scale": 5},
+        {"steps": 20, "cfg_scale": 5},
     ]
 
 
@@ -178,7 +179,11 @@ def test_full_job() -> None:
 def test_null_sections_count_as_absent() -> None:
     job = load_job(VALID / "null-sections.yaml")
     assert (job.server, job.defaults, job.grid, job.extra_fields, job.output) == (
-        ServerConfig(), {}, (), {}, OutputSpec(),
+        ServerConfig(),
+        {},
+        (),
+        {},
+        OutputSpec(),
     )
     assert job.seeds == SeedSpec(count=3, rng_seed=9)
 

@@ -26,26 +26,96 @@ SMALL = {"width": 64, "height": 48, "steps": 3}
 
 # Processed.js() key order (a1111-api.md §2).
 INFO_KEYS = [
-    "prompt", "all_prompts", "negative_prompt", "all_negative_prompts", "seed", "all_seeds",
-    "subseed", "all_subseeds", "subseed_strength", "width", "height", "sampler_name", "cfg_scale",
-    "steps", "batch_size", "restore_faces", "face_restoration_model", "sd_model_name",
-    "sd_model_hash", "sd_vae_name", "sd_vae_hash", "seed_resize_from_w", "seed_resize_from_h",
-    "denoising_strength", "extra_generation_params", "index_of_first_image", "infotexts",
-    "styles", "job_timestamp", "clip_skip", "is_using_inpainting_conditioning", "version",
+    "prompt",
+    "all_prompts",
+    "negative_prompt",
+    "all_negative_prompts",
+    "seed",
+    "all_seeds",
+    "subseed",
+    "all_subseeds",
+    "subseed_strength",
+    "width",
+    "height",
+    "sampler_name",
+    "cfg_scale",
+    "steps",
+    "batch_size",
+    "restore_faces",
+    "face_restoration_model",
+    "sd_model_name",
+    "sd_model_hash",
+    "sd_vae_name",
+    "sd_vae_hash",
+    "seed_resize_from_w",
+    "seed_resize_from_h",
+    "denoising_strength",
+    "extra_generation_params",
+    "index_of_first_image",
+    "infotexts",
+    "styles",
+    "job_timestamp",
+    "clip_skip",
+    "is_using_inpainting_conditioning",
+    "version",
 ]
 # The request model's 55 fields in model order, as echoed in `parameters` (§1 and the example).
 PARAMETER_KEYS = [
-    "prompt", "negative_prompt", "styles", "seed", "subseed", "subseed_strength",
-    "seed_resize_from_h", "seed_resize_from_w", "sampler_name", "scheduler", "batch_size",
-    "n_iter", "steps", "cfg_scale", "width", "height", "restore_faces", "tiling",
-    "do_not_save_samples", "do_not_save_grid", "eta", "denoising_strength", "s_min_uncond",
-    "s_churn", "s_tmax", "s_tmin", "s_noise", "override_settings",
-    "override_settings_restore_afterwards", "refiner_checkpoint", "refiner_switch_at",
-    "disable_extra_networks", "firstpass_image", "comments", "enable_hr", "firstphase_width",
-    "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x",
-    "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt",
-    "hr_negative_prompt", "force_task_id", "sampler_index", "script_name", "script_args",
-    "send_images", "save_images", "alwayson_scripts", "infotext",
+    "prompt",
+    "negative_prompt",
+    "styles",
+    "seed",
+    "subseed",
+    "subseed_strength",
+    "seed_resize_from_h",
+    "seed_resize_from_w",
+    "sampler_name",
+    "scheduler",
+    "batch_size",
+    "n_iter",
+    "steps",
+    "cfg_scale",
+    "width",
+    "height",
+    "restore_faces",
+    "tiling",
+    "do_not_save_samples",
+    "do_not_save_grid",
+    "eta",
+    "denoising_strength",
+    "s_min_uncond",
+    "s_churn",
+    "s_tmax",
+    "s_tmin",
+    "s_noise",
+    "override_settings",
+    "override_settings_restore_afterwards",
+    "refiner_checkpoint",
+    "refiner_switch_at",
+    "disable_extra_networks",
+    "firstpass_image",
+    "comments",
+    "enable_hr",
+    "firstphase_width",
+    "firstphase_height",
+    "hr_scale",
+    "hr_upscaler",
+    "hr_second_pass_steps",
+    "hr_resize_x",
+    "hr_resize_y",
+    "hr_checkpoint_name",
+    "hr_sampler_name",
+    "hr_scheduler",
+    "hr_prompt",
+    "hr_negative_prompt",
+    "force_task_id",
+    "sampler_index",
+    "script_name",
+    "script_args",
+    "send_images",
+    "save_images",
+    "alwayson_scripts",
+    "infotext",
 ]
 
 
@@ -90,9 +160,18 @@ def in_thread(fn: Callable[[], requests.Response]) -> tuple[threading.Thread, li
 
 # -- the request model ---------------------------------------------------------------------
 
+
 def test_lax_coercion_and_unknown_fields_ignored(srv: MockWebui) -> None:
-    data, info = generate(srv, steps="3", cfg_scale=7, batch_size=1.9, seed="12",
-                          restore_faces="no", send_images="yes", foo="bar")
+    data, info = generate(
+        srv,
+        steps="3",
+        cfg_scale=7,
+        batch_size=1.9,
+        seed="12",
+        restore_faces="no",
+        send_images="yes",
+        foo="bar",
+    )
     params = data["parameters"]
     assert params["steps"] == 3 and params["batch_size"] == 1 and params["seed"] == 12
     assert params["cfg_scale"] == 7.0 and isinstance(params["cfg_scale"], float)
@@ -112,29 +191,53 @@ def test_parameters_echo_every_field_with_defaults(srv: MockWebui) -> None:
 
 
 def test_type_errors_are_collected_in_model_order(srv: MockWebui) -> None:
-    response = post(srv, {"width": "wide", "steps": "many", "send_images": None, "seed": None,
-                          "sampler_index": None})
+    response = post(
+        srv,
+        {
+            "width": "wide",
+            "steps": "many",
+            "send_images": None,
+            "seed": None,
+            "sampler_index": None,
+        },
+    )
     assert response.status_code == 422
-    assert response.json() == {"detail": [
-        {"loc": ["body", "steps"], "msg": "value is not a valid integer",
-         "type": "type_error.integer"},
-        {"loc": ["body", "width"], "msg": "value is not a valid integer",
-         "type": "type_error.integer"},
-        {"loc": ["body", "sampler_index"], "msg": "none is not an allowed value",
-         "type": "type_error.none.not_allowed"},
-        {"loc": ["body", "send_images"], "msg": "none is not an allowed value",
-         "type": "type_error.none.not_allowed"},
-    ]}
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["body", "steps"],
+                "msg": "value is not a valid integer",
+                "type": "type_error.integer",
+            },
+            {
+                "loc": ["body", "width"],
+                "msg": "value is not a valid integer",
+                "type": "type_error.integer",
+            },
+            {
+                "loc": ["body", "sampler_index"],
+                "msg": "none is not an allowed value",
+                "type": "type_error.none.not_allowed",
+            },
+            {
+                "loc": ["body", "send_images"],
+                "msg": "none is not an allowed value",
+                "type": "type_error.none.not_allowed",
+            },
+        ]
+    }
     assert srv.txt2img_count == 0
 
 
 def test_empty_body_and_broken_json_are_422(srv: MockWebui) -> None:
     empty = requests.post(srv.url + TXT2IMG, timeout=10)
     assert empty.status_code == 422
-    assert empty.json() == {"detail": [{"loc": ["body"], "msg": "field required",
-                                        "type": "value_error.missing"}]}
-    broken = requests.post(srv.url + TXT2IMG, data=b"{", timeout=10,
-                           headers={"content-type": "application/json"})
+    assert empty.json() == {
+        "detail": [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
+    }
+    broken = requests.post(
+        srv.url + TXT2IMG, data=b"{", timeout=10, headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 422
     [error] = broken.json()["detail"]
     assert error["type"] == "value_error.jsondecode" and error["loc"][0] == "body"
@@ -143,12 +246,16 @@ def test_empty_body_and_broken_json_are_422(srv: MockWebui) -> None:
 def test_unknown_script_is_a_422_httpexception(srv: MockWebui) -> None:
     response = post(srv, {**SMALL, "script_name": "no such script"})
     assert response.status_code == 422
-    assert response.json() == {"error": "HTTPException",
-                               "detail": "Script 'no such script' not found",
-                               "body": "", "errors": ""}
+    assert response.json() == {
+        "error": "HTTPException",
+        "detail": "Script 'no such script' not found",
+        "body": "",
+        "errors": "",
+    }
 
 
 # -- seeds, info, images -------------------------------------------------------------------
+
 
 def test_random_seed_and_consecutive_seeds(srv: MockWebui) -> None:
     _, info = generate(srv, seed=-1, batch_size=3)
@@ -177,12 +284,21 @@ def test_info_is_a_json_string_in_webui_order(srv: MockWebui) -> None:
 
 
 def test_infotext_and_png_parameters_chunk(srv: MockWebui) -> None:
-    data, info = generate(srv, prompt="a cat", negative_prompt="blurry, lowres", seed=5,
-                          sampler_name="DPM++ 2M", scheduler="Karras", cfg_scale=7, batch_size=2)
+    data, info = generate(
+        srv,
+        prompt="a cat",
+        negative_prompt="blurry, lowres",
+        seed=5,
+        sampler_name="DPM++ 2M",
+        scheduler="Karras",
+        cfg_scale=7,
+        batch_size=2,
+    )
     assert info["infotexts"][0] == (
         "a cat\nNegative prompt: blurry, lowres\nSteps: 3, Sampler: DPM++ 2M, Schedule type: "
         "Karras, CFG scale: 7.0, Seed: 5, Size: 64x48, Model hash: 6ce0161689, "
-        "Model: v1-5-pruned-emaonly, Version: v1.10.1")
+        "Model: v1-5-pruned-emaonly, Version: v1.10.1"
+    )
     assert "Seed: 6," in info["infotexts"][1]
     assert len(data["images"]) == 2
     for b64, text in zip(data["images"], info["infotexts"], strict=True):
@@ -192,11 +308,20 @@ def test_infotext_and_png_parameters_chunk(srv: MockWebui) -> None:
     assert data["images"][0] != data["images"][1]
 
 
-@pytest.mark.parametrize(("save_images", "batch_size", "expected_images", "first"), [
-    (True, 2, 3, 1), (True, 1, 1, 0), (False, 2, 2, 0),
-])
+@pytest.mark.parametrize(
+    ("save_images", "batch_size", "expected_images", "first"),
+    [
+        (True, 2, 3, 1),
+        (True, 1, 1, 0),
+        (False, 2, 2, 0),
+    ],
+)
 def test_grid_only_with_save_images_and_two_images(
-        srv: MockWebui, save_images: bool, batch_size: int, expected_images: int, first: int,
+    srv: MockWebui,
+    save_images: bool,
+    batch_size: int,
+    expected_images: int,
+    first: int,
 ) -> None:
     data, info = generate(srv, seed=1, batch_size=batch_size, save_images=save_images)
     assert len(data["images"]) == expected_images == len(info["infotexts"])
@@ -213,19 +338,25 @@ def test_send_images_false(srv: MockWebui) -> None:
     assert data["images"] == [] and len(info["all_seeds"]) == 2
 
 
-@pytest.mark.parametrize(("sampler", "scheduler", "expected_sampler", "schedule"), [
-    ("k_euler", None, "DPM++ 2M", "Karras"),  # aliases aren't accepted: first sampler
-    ("euler a", None, "DPM++ 2M", "Karras"),  # names are case-sensitive
-    ("DPM++ 2M Karras", None, "DPM++ 2M", "Karras"),  # legacy combined name is split
-    ("Euler a Exponential", None, "Euler a", "Exponential"),
-    ("Euler", "karras", "Euler", "Karras"),  # a scheduler name or label works
-    ("Euler", "bogus", "Euler", None),  # unknown scheduler -> Automatic -> model default
-    ("DPM++ 2M", "bogus", "DPM++ 2M", "Karras"),  # Automatic -> the sampler's Karras
-    (None, None, "Euler", None),  # sampler_index default
-])
+@pytest.mark.parametrize(
+    ("sampler", "scheduler", "expected_sampler", "schedule"),
+    [
+        ("k_euler", None, "DPM++ 2M", "Karras"),  # aliases aren't accepted: first sampler
+        ("euler a", None, "DPM++ 2M", "Karras"),  # names are case-sensitive
+        ("DPM++ 2M Karras", None, "DPM++ 2M", "Karras"),  # legacy combined name is split
+        ("Euler a Exponential", None, "Euler a", "Exponential"),
+        ("Euler", "karras", "Euler", "Karras"),  # a scheduler name or label works
+        ("Euler", "bogus", "Euler", None),  # unknown scheduler -> Automatic -> model default
+        ("DPM++ 2M", "bogus", "DPM++ 2M", "Karras"),  # Automatic -> the sampler's Karras
+        (None, None, "Euler", None),  # sampler_index default
+    ],
+)
 def test_sampler_and_scheduler_resolution(
-        srv: MockWebui, sampler: str | None, scheduler: str | None, expected_sampler: str,
-        schedule: str | None,
+    srv: MockWebui,
+    sampler: str | None,
+    scheduler: str | None,
+    expected_sampler: str,
+    schedule: str | None,
 ) -> None:
     _, info = generate(srv, sampler_name=sampler, scheduler=scheduler)
     assert info["sampler_name"] == expected_sampler
@@ -251,8 +382,12 @@ def test_checkpoint_override_by_alias(srv: MockWebui) -> None:
     assert info["sd_model_name"] == models[0]["model_name"]  # silently the loaded model
     bad = post(srv, {**SMALL, "override_settings": {"CLIP_stop_at_last_layer": 2}})
     assert bad.status_code == 500
-    assert bad.json() == {"error": "KeyError", "detail": "", "body": "",
-                          "errors": "'CLIP_stop_at_last_layer'"}
+    assert bad.json() == {
+        "error": "KeyError",
+        "detail": "",
+        "body": "",
+        "errors": "'CLIP_stop_at_last_layer'",
+    }
 
 
 def test_hires_fix_returns_the_upscaled_size(srv: MockWebui) -> None:
@@ -266,8 +401,9 @@ def test_options_and_samples_format(srv: MockWebui) -> None:
     assert options["samples_format"] == "png" and options["jpeg_quality"] == 80.0
     assert options["return_grid"] is True and options["enable_pnginfo"] is True
     assert options["sd_model_checkpoint"] == "v1-5-pruned-emaonly.safetensors [6ce0161689]"
-    response = requests.post(srv.url + "/sdapi/v1/options", json={"samples_format": "jpg"},
-                             timeout=10)
+    response = requests.post(
+        srv.url + "/sdapi/v1/options", json={"samples_format": "jpg"}, timeout=10
+    )
     assert response.status_code == 200 and response.json() is None
     data, _ = generate(srv)
     assert png(data["images"][0]).format == "JPEG"
@@ -277,15 +413,28 @@ def test_options_and_samples_format(srv: MockWebui) -> None:
 
 def test_list_endpoints_and_unknown_routes(srv: MockWebui) -> None:
     samplers = requests.get(srv.url + "/sdapi/v1/samplers", timeout=10).json()
-    assert samplers[0] == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"],
-                           "options": {"scheduler": "karras"}}
+    assert samplers[0] == {
+        "name": "DPM++ 2M",
+        "aliases": ["k_dpmpp_2m"],
+        "options": {"scheduler": "karras"},
+    }
     assert {"name": "Euler", "aliases": ["k_euler"], "options": {}} in samplers
     assert len(samplers) == 20
     schedulers = requests.get(srv.url + "/sdapi/v1/schedulers", timeout=10).json()
-    assert schedulers[0] == {"name": "automatic", "label": "Automatic", "aliases": None,
-                             "default_rho": -1.0, "need_inner_model": False}
-    assert {"name": "sgm_uniform", "label": "SGM Uniform", "aliases": ["SGMUniform"],
-            "default_rho": -1.0, "need_inner_model": True} in schedulers
+    assert schedulers[0] == {
+        "name": "automatic",
+        "label": "Automatic",
+        "aliases": None,
+        "default_rho": -1.0,
+        "need_inner_model": False,
+    }
+    assert {
+        "name": "sgm_uniform",
+        "label": "SGM Uniform",
+        "aliases": ["SGMUniform"],
+        "default_rho": -1.0,
+        "need_inner_model": True,
+    } in schedulers
     for path in ("/sdapi/v1/upscalers", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/memory"):
         assert requests.get(srv.url + path, timeout=10).status_code == 200
     missing = requests.get(srv.url + "/sdapi/v1/nope", timeout=10)
@@ -298,8 +447,12 @@ def test_auth() -> None:
     with MockWebui(auth=("alice", "s3cret")) as server:
         missing = post(server, SMALL)
         assert missing.status_code == 401 and "www-authenticate" not in missing.headers
-        assert missing.json() == {"error": "HTTPException", "detail": "Not authenticated",
-                                  "body": "", "errors": ""}
+        assert missing.json() == {
+            "error": "HTTPException",
+            "detail": "Not authenticated",
+            "body": "",
+            "errors": "",
+        }
         wrong = requests.get(server.url + "/sdapi/v1/progress", auth=("alice", "x"), timeout=10)
         assert wrong.status_code == 401
         assert wrong.json()["detail"] == "Incorrect username or password"
@@ -308,6 +461,7 @@ def test_auth() -> None:
 
 
 # -- queue, progress, interrupt ------------------------------------------------------------
+
 
 def test_requests_run_one_at_a_time_in_arrival_order() -> None:
     with MockWebui(image_delay=0.03) as server:
@@ -329,10 +483,17 @@ def test_progress_answers_during_generation_and_interrupt_cuts_it_short() -> Non
         started = time.monotonic()
         thread, result = in_thread(lambda: post(server, {**SMALL, "steps": 50, "n_iter": 3}))
         wait_for(lambda: server.txt2img_count == 1)
-        wait_for(lambda: requests.get(server.url + "/sdapi/v1/progress", timeout=10)
-                 .json()["state"]["sampling_step"] >= 1)
-        progress = requests.get(server.url + "/sdapi/v1/progress?skip_current_image=true",
-                                timeout=10).json()
+        wait_for(
+            lambda: (
+                requests.get(server.url + "/sdapi/v1/progress", timeout=10).json()["state"][
+                    "sampling_step"
+                ]
+                >= 1
+            )
+        )
+        progress = requests.get(
+            server.url + "/sdapi/v1/progress?skip_current_image=true", timeout=10
+        ).json()
         assert 0 < progress["progress"] < 1 and progress["state"]["job_count"] == 3
         assert progress["state"]["sampling_steps"] == 50
         assert requests.post(server.url + "/sdapi/v1/interrupt", timeout=10).json() == {}
@@ -361,9 +522,11 @@ def test_fifo_lock_grants_in_call_order() -> None:
     lock.acquire()
     threads = []
     for i in range(8):
+
         def take(i: int = i) -> None:
             with lock:
                 order.append(i)
+
         threads.append(threading.Thread(target=take))
         threads[-1].start()
         wait_for(lambda: lock.waiting == len(threads) + 1)
@@ -375,13 +538,21 @@ def test_fifo_lock_grants_in_call_order() -> None:
 
 # -- faults --------------------------------------------------------------------------------
 
+
 def test_injected_500_has_the_webui_shape(srv: MockWebui) -> None:
-    srv.inject(fail_next=1, fail_error="OutOfMemoryError",
-               fail_message="CUDA out of memory. Tried to allocate 2.00 GiB")
+    srv.inject(
+        fail_next=1,
+        fail_error="OutOfMemoryError",
+        fail_message="CUDA out of memory. Tried to allocate 2.00 GiB",
+    )
     failed = post(srv, SMALL)
     assert failed.status_code == 500
-    assert failed.json() == {"error": "OutOfMemoryError", "detail": "", "body": "",
-                             "errors": "CUDA out of memory. Tried to allocate 2.00 GiB"}
+    assert failed.json() == {
+        "error": "OutOfMemoryError",
+        "detail": "",
+        "body": "",
+        "errors": "CUDA out of memory. Tried to allocate 2.00 GiB",
+    }
     srv.inject(fail_next=1, fail_status=503)
     assert post(srv, SMALL).status_code == 503
     assert post(srv, SMALL).status_code == 200
@@ -429,6 +600,53 @@ def test_fault_rates_are_reproducible_with_a_seed() -> None:
     assert kinds == {None, "fail", "reset"}
 
 
+def test_out_of_memory_above_a_batch_size(srv: MockWebui) -> None:
+    set_faults = requests.post(srv.url + "/mock/faults", json={"oom_above_batch": 2}, timeout=10)
+    assert set_faults.json()["oom_above_batch"] == 2
+    failed = post(srv, {**SMALL, "batch_size": 3})
+    assert failed.status_code == 500
+    assert failed.json() == {
+        "error": "OutOfMemoryError",
+        "detail": "",
+        "body": "",
+        "errors": "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of "
+        "7.79 GiB of which 1.21 GiB is free. (sdbatch stand-in)",
+    }
+    assert post(srv, {**SMALL, "batch_size": 2}).status_code == 200
+    assert srv.txt2img_count == 1 and len(srv.generated) == 2  # the failed job made nothing
+    assert [(r.status, r.fault) for r in srv.requests[1:]] == [(500, "oom"), (200, None)]
+    assert srv.queue_depth == 0  # the failed job let go of the queue lock
+
+
+def test_out_of_memory_for_given_seeds(srv: MockWebui) -> None:
+    assert srv.inject(oom_seeds=[7]).as_json()["oom_seeds"] == [7]
+    assert post(srv, {**SMALL, "seed": 6, "batch_size": 2}).status_code == 500  # makes 6 and 7
+    assert post(srv, {**SMALL, "seed": 8, "batch_size": 2}).status_code == 200
+    assert post(srv, {**SMALL, "seed": 7, "subseed_strength": 0.5}).status_code == 500
+
+
+def test_a_slow_job_holds_the_queue_and_shows_busy() -> None:
+    with MockWebui() as server:
+        server.inject(slow_next=1, slow_seconds=0.5)
+        slow, result = in_thread(lambda: post(server, SMALL))
+        wait_for(lambda: server.state.job_count == 1)
+        assert (
+            requests.get(server.url + "/sdapi/v1/progress", timeout=10).json()["state"]["job_count"]
+            == 1
+        )
+        fast, second = in_thread(lambda: post(server, SMALL))
+        slow.join(5)
+        fast.join(5)
+        assert result[0].status_code == second[0].status_code == 200
+        # Logged as each answer goes out, which needn't be in arrival order.
+        first, then = sorted(
+            (r for r in server.requests if r.path == TXT2IMG), key=lambda r: r.time
+        )
+        done = [g.time for g in server.generated]
+        assert done[0] - first.time >= 0.5  # the slow one took its extra half second
+        assert first.time < then.time < done[0] < done[1]  # the next one queued behind it
+
+
 def test_control_routes(srv: MockWebui) -> None:
     set_faults = requests.post(srv.url + "/mock/faults", json={"fail_next": 1}, timeout=10)
     assert set_faults.status_code == 200 and set_faults.json()["fail_next"] == 1
@@ -441,6 +659,7 @@ def test_control_routes(srv: MockWebui) -> None:
 
 
 # -- clients and the command line ----------------------------------------------------------
+
 
 def test_webuiapi_client_gets_the_images(srv: MockWebui) -> None:
     webuiapi = pytest.importorskip("webuiapi")

@@ -16,7 +16,7 @@ from sdbatch.loader import load_job
 from sdbatch.mockwebui import MockWebui
 from sdbatch.plan import build_plan
 from sdbatch.progress import Console
-from sdbatch.runner import run_plan
+from sdbatch.runner import run_job
 from sdbatch.worker import Worker
 from sdbatch.writer import RunInfo
 
@@ -56,7 +56,7 @@ def test_cats_job_writes_one_image_per_seed(
         assert row["scheduler"] == "Karras"
         assert row["payload"]["seed"] == row["seed"]
         assert row["server_version"] == "v1.10.1" and row["sd_model_hash"]
-    assert f"{len(seeds)}/{len(seeds)} images saved" in result.err
+    assert f"{len(seeds)} images saved, 0 already done" in result.err
     # Exactly the original script's request, plus the seed sdbatch fixed.
     sent = [r.body for r in webui.requests if r.path == "/sdapi/v1/txt2img"]
     assert len(sent) == len(seeds)
@@ -85,7 +85,7 @@ def test_flaky_server_still_yields_every_image_once(webui: MockWebui, tmp_path: 
     plan = build_plan(job)
     out = tmp_path / "out"
     err = io.StringIO()
-    result = run_plan(
+    result = run_job(
         plan,
         out,
         worker=Worker(job.server, sleep=lambda s: None),

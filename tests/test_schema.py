@@ -38,9 +38,19 @@ def test_packaged_schema_wins_over_the_source_tree(
 
 def test_schema_knows_the_webui_and_forge_fields_but_not_prompt_and_seed() -> None:
     fields = jobschema.txt2img_fields()
-    for name in ("negative_prompt", "steps", "cfg_scale", "sampler_name", "scheduler",
-                 "override_settings", "alwayson_scripts", "distilled_cfg_scale", "hr_cfg",
-                 "hr_distilled_cfg", "hr_additional_modules"):
+    for name in (
+        "negative_prompt",
+        "steps",
+        "cfg_scale",
+        "sampler_name",
+        "scheduler",
+        "override_settings",
+        "alwayson_scripts",
+        "distilled_cfg_scale",
+        "hr_cfg",
+        "hr_distilled_cfg",
+        "hr_additional_modules",
+    ):
         assert name in fields
     assert "prompt" not in fields and "seed" not in fields  # sdbatch's own: prompts:, seeds:
     assert fields["steps"]["type"] == ["integer", "null"]

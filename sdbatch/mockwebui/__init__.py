@@ -9,9 +9,10 @@ carrying their infotext. It also serves /progress, /interrupt, /skip, /options, 
 /schedulers, /sd-models, /upscalers, /latent-upscale-modes, /memory and /cmd-flags, with
 optional HTTP Basic auth on `/sdapi/v1/*`.
 
-Tests inject faults (500s and other statuses, connection resets, hangs, random rates) through
+Tests inject faults (500s and other statuses, connection resets, hangs, random rates,
+out-of-memory errors above a batch size or for given seeds, long jobs) through
 `MockWebui.inject(...)` or `POST /mock/faults`, and read what happened from `.requests`,
-`.generated` and `.busy_seconds` or `GET /mock/log`.
+`.generated` (both with server-clock times) and `.busy_seconds` or `GET /mock/log`.
 
     with MockWebui(seed=1234, image_delay=0.1) as srv:
         srv.inject(fail_next=2, fail_error="OutOfMemoryError", fail_message="CUDA out of memory")

@@ -66,16 +66,26 @@ class Checkpoint:
     @property
     def aliases(self) -> frozenset[str]:
         # sd_models.CheckpointInfo.ids, minus the legacy 8-hex hash we cannot fake honestly.
-        return frozenset({
-            self.title, self.filename, self.model_name, self.shorthash, self.sha256,
-            f"{self.model_name} [{self.shorthash}]", f"{self.filename} [{self.sha256}]",
-        })
+        return frozenset(
+            {
+                self.title,
+                self.filename,
+                self.model_name,
+                self.shorthash,
+                self.sha256,
+                f"{self.model_name} [{self.shorthash}]",
+                f"{self.filename} [{self.sha256}]",
+            }
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "title": self.title, "model_name": self.model_name, "hash": self.shorthash,
+            "title": self.title,
+            "model_name": self.model_name,
+            "hash": self.shorthash,
             "sha256": self.sha256,
-            "filename": f"/mock/models/Stable-diffusion/{self.filename}", "config": None,
+            "filename": f"/mock/models/Stable-diffusion/{self.filename}",
+            "config": None,
         }
 
 
@@ -93,24 +103,43 @@ class Catalog:
     version: str = VERSION
     samplers: tuple[Sampler, ...] = (
         Sampler("DPM++ 2M", ("k_dpmpp_2m",), _KARRAS),
-        Sampler("DPM++ SDE", ("k_dpmpp_sde",),
-                (*_KARRAS, ("second_order", "True"), ("brownian_noise", "True"))),
+        Sampler(
+            "DPM++ SDE",
+            ("k_dpmpp_sde",),
+            (*_KARRAS, ("second_order", "True"), ("brownian_noise", "True")),
+        ),
         Sampler("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), _EXPO),
         Sampler("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), (*_EXPO, ("solver_type", "heun"))),
-        Sampler("DPM++ 2S a", ("k_dpmpp_2s_a",),
-                (*_KARRAS, ("uses_ensd", "True"), ("second_order", "True"))),
-        Sampler("DPM++ 3M SDE", ("k_dpmpp_3m_sde",),
-                (("scheduler", "exponential"), ("discard_next_to_last_sigma", "True"),
-                 ("brownian_noise", "True"))),
+        Sampler(
+            "DPM++ 2S a",
+            ("k_dpmpp_2s_a",),
+            (*_KARRAS, ("uses_ensd", "True"), ("second_order", "True")),
+        ),
+        Sampler(
+            "DPM++ 3M SDE",
+            ("k_dpmpp_3m_sde",),
+            (
+                ("scheduler", "exponential"),
+                ("discard_next_to_last_sigma", "True"),
+                ("brownian_noise", "True"),
+            ),
+        ),
         Sampler("Euler a", ("k_euler_a", "k_euler_ancestral"), (("uses_ensd", "True"),)),
         Sampler("Euler", ("k_euler",)),
         Sampler("LMS", ("k_lms",)),
         Sampler("Heun", ("k_heun",), (("second_order", "True"),)),
-        Sampler("DPM2", ("k_dpm_2",),
-                (("discard_next_to_last_sigma", "True"), ("second_order", "True"))),
-        Sampler("DPM2 a", ("k_dpm_2_a",),
-                (("discard_next_to_last_sigma", "True"), ("uses_ensd", "True"),
-                 ("second_order", "True"))),
+        Sampler(
+            "DPM2", ("k_dpm_2",), (("discard_next_to_last_sigma", "True"), ("second_order", "True"))
+        ),
+        Sampler(
+            "DPM2 a",
+            ("k_dpm_2_a",),
+            (
+                ("discard_next_to_last_sigma", "True"),
+                ("uses_ensd", "True"),
+                ("second_order", "True"),
+            ),
+        ),
         Sampler("DPM fast", ("k_dpm_fast",), (("uses_ensd", "True"),)),
         Sampler("DPM adaptive", ("k_dpm_ad",), (("uses_ensd", "True"),)),
         Sampler("Restart", ("restart",), (*_KARRAS, ("second_order", "True"))),
@@ -136,19 +165,27 @@ class Catalog:
     )
     checkpoints: tuple[Checkpoint, ...] = (
         # The first one is the contract's example model, hash included.
-        Checkpoint("v1-5-pruned-emaonly.safetensors",
-                   "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"),
+        Checkpoint(
+            "v1-5-pruned-emaonly.safetensors",
+            "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa",
+        ),
         Checkpoint("sd_xl_base_1.0.safetensors", _fake_sha256("sd_xl_base_1.0.safetensors")),
         Checkpoint("dreamshaper_8.safetensors", _fake_sha256("dreamshaper_8.safetensors")),
     )
     upscalers: tuple[str, ...] = ("None", "Lanczos", "Nearest", "R-ESRGAN 4x+")
     latent_upscale_modes: tuple[str, ...] = (
-        "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
-        "Latent (nearest)", "Latent (nearest-exact)",
+        "Latent",
+        "Latent (antialiased)",
+        "Latent (bicubic)",
+        "Latent (bicubic antialiased)",
+        "Latent (nearest)",
+        "Latent (nearest-exact)",
     )
     # Script titles are matched case-insensitively, as Api.get_script does.
     selectable_scripts: tuple[str, ...] = (
-        "prompt matrix", "prompts from file or textbox", "x/y/z plot",
+        "prompt matrix",
+        "prompts from file or textbox",
+        "x/y/z plot",
     )
     alwayson_scripts: tuple[str, ...] = ("extra options", "hypertile", "refiner", "seed")
 

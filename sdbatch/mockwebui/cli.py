@@ -19,19 +19,43 @@ AUTH_ENV = "SDBATCH_MOCK_AUTH"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (7860; 0 picks a free one)")
-    parser.add_argument("--step-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="simulated sampling time per step and image")
-    parser.add_argument("--image-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="simulated extra time per image")
-    parser.add_argument("--samples-format", choices=FORMATS, default="png",
-                        help="image format of the answers (png)")
+    parser.add_argument(
+        "--step-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="simulated sampling time per step and image",
+    )
+    parser.add_argument(
+        "--image-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="simulated extra time per image",
+    )
+    parser.add_argument(
+        "--samples-format", choices=FORMATS, default="png", help="image format of the answers (png)"
+    )
     parser.add_argument("--seed", type=int, help="make random seeds and faults reproducible")
-    parser.add_argument("--fail-rate", type=float, default=0.0, metavar="P",
-                        help="answer this fraction of txt2img requests with a 500")
-    parser.add_argument("--reset-rate", type=float, default=0.0, metavar="P",
-                        help="reset the connection of this fraction of txt2img requests")
-    parser.add_argument("--auth", metavar="USER:PASS",
-                        help=f"require HTTP Basic auth on /sdapi/v1/* (or set {AUTH_ENV})")
+    parser.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="answer this fraction of txt2img requests with a 500",
+    )
+    parser.add_argument(
+        "--reset-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="reset the connection of this fraction of txt2img requests",
+    )
+    parser.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        help=f"require HTTP Basic auth on /sdapi/v1/* (or set {AUTH_ENV})",
+    )
 
 
 def _parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -47,9 +71,15 @@ def run(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None =
     """Serve until KeyboardInterrupt (which propagates after a clean stop) or until `stop` is
     set, which tests use instead of a signal."""
     auth = _parse_auth(args.auth or os.environ.get(AUTH_ENV))
-    server = MockWebui(args.host, args.port, auth=auth, step_delay=args.step_delay,
-                       image_delay=args.image_delay, samples_format=args.samples_format,
-                       seed=args.seed)
+    server = MockWebui(
+        args.host,
+        args.port,
+        auth=auth,
+        step_delay=args.step_delay,
+        image_delay=args.image_delay,
+        samples_format=args.samples_format,
+        seed=args.seed,
+    )
     if args.fail_rate or args.reset_rate:
         server.inject(fail_rate=args.fail_rate, reset_rate=args.reset_rate)
     with server:

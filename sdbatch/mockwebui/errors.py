@@ -16,6 +16,7 @@ class ApiError(Exception):
         super().__init__(f"HTTP {status}: {payload!r}")
         self.status = status
         self.payload = payload
+        self.fault: str | None = None  # the injected fault behind it, for the request log
 
 
 def webui_exception(error: str, message: str, status: int = 500) -> ApiError:

@@ -1,20 +1,29 @@
-"""Fault injection for tests: failed, reset and hung txt2img requests, counted or at random.
+"""Fault injection for tests: failed, reset and hung txt2img requests, counted or at random;
+out-of-memory errors that depend on the request; and jobs that run long.
 
 Faults only hit `POST /sdapi/v1/txt2img`, so health checks and progress polls never use one up.
-They are decided after the body is read and before validation and the queue lock, so a faulted
-request consumes no seed and generates nothing.
+Failures, resets and hangs are decided after the body is read and before validation and the
+queue lock, so such a request consumes no seed and generates nothing. Out-of-memory errors and
+slow jobs happen where the webui's would: inside the queue lock, once the job is planned.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from sdbatch.mockwebui.errors import ApiError, http_exception, webui_exception
 
 FaultKind = Literal["fail", "reset", "hang"]
+
+# torch's wording, as A1111 passes it through in `errors` (a1111-api.md §3).
+OOM_MESSAGE = (
+    "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of "
+    "7.79 GiB of which 1.21 GiB is free. (sdbatch stand-in)"
+)
 
 
 @dataclass(frozen=True)
@@ -30,9 +39,27 @@ class FaultSettings:
     hang_seconds: float = 30.0
     fail_rate: float = 0.0
     reset_rate: float = 0.0
+    # Out of memory (500 OutOfMemoryError, nothing generated) for every job whose batch_size is
+    # above this (0: never), and for every job that would make one of these seeds.
+    oom_above_batch: int = 0
+    oom_seeds: tuple[int, ...] = ()
+    # The next `slow_next` jobs hold the queue lock `slow_seconds` longer before sampling, and
+    # /progress shows them busy meanwhile: a long generation, where a hang is a network stall.
+    slow_next: int = 0
+    slow_seconds: float = 5.0
 
     def as_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "oom_seeds":
+        return tuple(int(seed) for seed in value)
+    return type(getattr(FaultSettings, name))(value)
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(FaultSettings))
@@ -70,7 +97,7 @@ class FaultInjector:
         unknown = set(changes) - SETTING_NAMES
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
-        typed = {k: type(getattr(FaultSettings, k))(v) for k, v in changes.items()}
+        typed = {k: _coerce(k, v) for k, v in changes.items()}
         rates = [typed.get("fail_rate", 0.0), typed.get("reset_rate", 0.0)]
         if any(not 0.0 <= r <= 1.0 for r in rates):
             raise ValueError("fail_rate and reset_rate must be between 0 and 1")
@@ -107,3 +134,22 @@ class FaultInjector:
             if x < s.reset_rate + s.fail_rate:
                 return Fault("fail", s)
             return None
+
+    def out_of_memory(self, batch_size: int, seeds: Sequence[int]) -> ApiError | None:
+        """The 500 for a job that does not fit in the (pretend) GPU, or None if it fits."""
+        s = self.settings
+        too_big = 0 < s.oom_above_batch < batch_size
+        if not too_big and not set(seeds) & set(s.oom_seeds):
+            return None
+        error = webui_exception("OutOfMemoryError", OOM_MESSAGE)
+        error.fault = "oom"
+        return error
+
+    def take_slow(self) -> float:
+        """Extra seconds for the job that just took the queue lock (0 when none are due)."""
+        with self._lock:
+            s = self._settings
+            if s.slow_next <= 0:
+                return 0.0
+            self._settings = replace(s, slow_next=s.slow_next - 1)
+            return s.slow_seconds

@@ -27,7 +27,8 @@ def check_scripts(req: Mapping[str, Any], catalog: Catalog) -> None:
     for title in req["alwayson_scripts"]:
         if str(title).lower() in catalog.selectable_scripts:
             raise http_exception(
-                422, "Cannot have a selectable script in the always on scripts params")
+                422, "Cannot have a selectable script in the always on scripts params"
+            )
         if str(title).lower() not in catalog.alwayson_scripts:
             raise http_exception(422, f"always on script {title} not found")
 
@@ -42,8 +43,9 @@ def resolve_sampler(req: Mapping[str, Any], catalog: Catalog) -> tuple[str, str 
     name = req["sampler_name"] or req["sampler_index"] or default.name
     found = catalog.scheduler(req["scheduler"]) or catalog.schedulers[0]
     for sch in catalog.schedulers:
-        suffix = next((o for o in (sch.label, sch.name, *(sch.aliases or ()))
-                       if name.endswith(" " + o)), None)
+        suffix = next(
+            (o for o in (sch.label, sch.name, *(sch.aliases or ())) if name.endswith(" " + o)), None
+        )
         if suffix is not None:
             found, name = sch, name[: -(len(suffix) + 1)]
             break
@@ -69,8 +71,9 @@ def schedule_type(catalog: Catalog, sampler: str, scheduler: str | None) -> str 
     return None if found is None or found.name == "automatic" else found.label
 
 
-def apply_overrides(options: Mapping[str, Any], overrides: Mapping[str, Any] | None,
-                    catalog: Catalog) -> tuple[dict[str, Any], Checkpoint]:
+def apply_overrides(
+    options: Mapping[str, Any], overrides: Mapping[str, Any] | None, catalog: Catalog
+) -> tuple[dict[str, Any], Checkpoint]:
     """Options for this job and the checkpoint it runs on; unknown keys are a 500 KeyError and
     an unknown checkpoint is silently the configured one (process_images)."""
     opts = dict(options)
@@ -116,8 +119,14 @@ class Job:
         return len(self.seeds)
 
 
-def plan_job(req: Mapping[str, Any], opts: Mapping[str, Any], checkpoint: Checkpoint,
-             catalog: Catalog, rng: random.Random, timestamp: str) -> Job:
+def plan_job(
+    req: Mapping[str, Any],
+    opts: Mapping[str, Any],
+    checkpoint: Checkpoint,
+    catalog: Catalog,
+    rng: random.Random,
+    timestamp: str,
+) -> Job:
     sampler, scheduler = resolve_sampler(req, catalog)
     n = max(0, req["batch_size"] or 1) * max(0, req["n_iter"] or 1)
     seed = fixed_seed(req["seed"], rng)
@@ -131,15 +140,27 @@ def plan_job(req: Mapping[str, Any], opts: Mapping[str, Any], checkpoint: Checkp
     size = (req["width"], req["height"])
     if req["enable_hr"]:
         size = _hires(req, catalog, extra)
-    return Job(req, opts, checkpoint, sampler, label, seeds,
-               tuple(subseed + i for i in range(n)), size, timestamp, catalog.version, extra)
+    return Job(
+        req,
+        opts,
+        checkpoint,
+        sampler,
+        label,
+        seeds,
+        tuple(subseed + i for i in range(n)),
+        size,
+        timestamp,
+        catalog.version,
+        extra,
+    )
 
 
 def _hires(req: Mapping[str, Any], catalog: Catalog, extra: dict[str, Any]) -> tuple[int, int]:
     strength = req["denoising_strength"]
     if strength is None:  # setup_img2img_steps compares None > 0
-        raise webui_exception("TypeError", "'>' not supported between instances of 'NoneType' and "
-                                           "'int'")
+        raise webui_exception(
+            "TypeError", "'>' not supported between instances of 'NoneType' and 'int'"
+        )
     upscaler = req["hr_upscaler"] or "Latent"
     if upscaler not in catalog.latent_upscale_modes + catalog.upscalers:
         raise webui_exception("Exception", f"could not find upscaler named {upscaler}")
@@ -181,16 +202,16 @@ def infotext(job: Job, index: int) -> str:
         "Model": job.checkpoint.model_name if opts["add_model_name_to_info"] else None,
         "Variation seed": job.subseeds[index] if variation else None,
         "Variation seed strength": req["subseed_strength"] if variation else None,
-        "Seed resize from": (f"{resize_w}x{resize_h}"
-                             if resize_w > 0 and resize_h > 0 else None),
+        "Seed resize from": (f"{resize_w}x{resize_h}" if resize_w > 0 and resize_h > 0 else None),
         "Denoising strength": job.extra.get("Denoising strength"),
         "Clip skip": job.clip_skip if job.clip_skip > 1 else None,
         "Tiling": "True" if req["tiling"] else None,
         **{k: v for k, v in job.extra.items() if k not in ("Schedule type", "Denoising strength")},
         "Version": job.version if opts["add_version_to_infotext"] else None,
     }
-    line = ", ".join(k if k == v else f"{k}: {_quote(v)}"
-                     for k, v in params.items() if v is not None)
+    line = ", ".join(
+        k if k == v else f"{k}: {_quote(v)}" for k, v in params.items() if v is not None
+    )
     negative = req["negative_prompt"]
     negative_text = f"\nNegative prompt: {negative}" if negative else ""
     return f"{req['prompt']}{negative_text}\n{line}".strip()

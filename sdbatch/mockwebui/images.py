@@ -65,8 +65,14 @@ def grid(images: Sequence[Image.Image]) -> Image.Image:
     return out
 
 
-def encode(image: Image.Image, fmt: str, parameters: str | None, *, quality: int = 80,
-           lossless: bool = False) -> bytes:
+def encode(
+    image: Image.Image,
+    fmt: str,
+    parameters: str | None,
+    *,
+    quality: int = 80,
+    lossless: bool = False,
+) -> bytes:
     """The image file bytes; `parameters` None means opts.enable_pnginfo is off."""
     buf = io.BytesIO()
     fmt = fmt.lower()

@@ -112,32 +112,62 @@ def _f(name: str, coerce: Callable[[Any], Any], default: Any, nullable: bool = T
 # Model order of StableDiffusionTxt2ImgProcessingAPI at v1.10.1 (a1111-api.md §1); `parameters`
 # in the response echoes the request in this order.
 FIELDS: tuple[Field, ...] = (
-    _f("prompt", _str, ""), _f("negative_prompt", _str, ""), _f("styles", _str_list, None),
-    _f("seed", _int, -1), _f("subseed", _int, -1), _f("subseed_strength", _float, 0),
-    _f("seed_resize_from_h", _int, -1), _f("seed_resize_from_w", _int, -1),
-    _f("sampler_name", _str, None), _f("scheduler", _str, None),
-    _f("batch_size", _int, 1), _f("n_iter", _int, 1), _f("steps", _int, 50),
-    _f("cfg_scale", _float, 7.0), _f("width", _int, 512), _f("height", _int, 512),
-    _f("restore_faces", _bool, None), _f("tiling", _bool, None),
-    _f("do_not_save_samples", _bool, False), _f("do_not_save_grid", _bool, False),
-    _f("eta", _float, None), _f("denoising_strength", _float, None),
-    _f("s_min_uncond", _float, None), _f("s_churn", _float, None), _f("s_tmax", _float, None),
-    _f("s_tmin", _float, None), _f("s_noise", _float, None),
-    _f("override_settings", _dict, None), _f("override_settings_restore_afterwards", _bool, True),
-    _f("refiner_checkpoint", _str, None), _f("refiner_switch_at", _float, None),
-    _f("disable_extra_networks", _bool, False), _f("firstpass_image", _str, None),
-    _f("comments", _dict, None), _f("enable_hr", _bool, False),
-    _f("firstphase_width", _int, 0), _f("firstphase_height", _int, 0),
-    _f("hr_scale", _float, 2.0), _f("hr_upscaler", _str, None),
-    _f("hr_second_pass_steps", _int, 0), _f("hr_resize_x", _int, 0), _f("hr_resize_y", _int, 0),
-    _f("hr_checkpoint_name", _str, None), _f("hr_sampler_name", _str, None),
-    _f("hr_scheduler", _str, None), _f("hr_prompt", _str, ""), _f("hr_negative_prompt", _str, ""),
+    _f("prompt", _str, ""),
+    _f("negative_prompt", _str, ""),
+    _f("styles", _str_list, None),
+    _f("seed", _int, -1),
+    _f("subseed", _int, -1),
+    _f("subseed_strength", _float, 0),
+    _f("seed_resize_from_h", _int, -1),
+    _f("seed_resize_from_w", _int, -1),
+    _f("sampler_name", _str, None),
+    _f("scheduler", _str, None),
+    _f("batch_size", _int, 1),
+    _f("n_iter", _int, 1),
+    _f("steps", _int, 50),
+    _f("cfg_scale", _float, 7.0),
+    _f("width", _int, 512),
+    _f("height", _int, 512),
+    _f("restore_faces", _bool, None),
+    _f("tiling", _bool, None),
+    _f("do_not_save_samples", _bool, False),
+    _f("do_not_save_grid", _bool, False),
+    _f("eta", _float, None),
+    _f("denoising_strength", _float, None),
+    _f("s_min_uncond", _float, None),
+    _f("s_churn", _float, None),
+    _f("s_tmax", _float, None),
+    _f("s_tmin", _float, None),
+    _f("s_noise", _float, None),
+    _f("override_settings", _dict, None),
+    _f("override_settings_restore_afterwards", _bool, True),
+    _f("refiner_checkpoint", _str, None),
+    _f("refiner_switch_at", _float, None),
+    _f("disable_extra_networks", _bool, False),
+    _f("firstpass_image", _str, None),
+    _f("comments", _dict, None),
+    _f("enable_hr", _bool, False),
+    _f("firstphase_width", _int, 0),
+    _f("firstphase_height", _int, 0),
+    _f("hr_scale", _float, 2.0),
+    _f("hr_upscaler", _str, None),
+    _f("hr_second_pass_steps", _int, 0),
+    _f("hr_resize_x", _int, 0),
+    _f("hr_resize_y", _int, 0),
+    _f("hr_checkpoint_name", _str, None),
+    _f("hr_sampler_name", _str, None),
+    _f("hr_scheduler", _str, None),
+    _f("hr_prompt", _str, ""),
+    _f("hr_negative_prompt", _str, ""),
     _f("force_task_id", _str, None),
     # API-only additions: the ones with a non-None default reject null.
-    _f("sampler_index", _str, "Euler", nullable=False), _f("script_name", _str, None),
-    _f("script_args", _list, [], nullable=False), _f("send_images", _bool, True, nullable=False),
+    _f("sampler_index", _str, "Euler", nullable=False),
+    _f("script_name", _str, None),
+    _f("script_args", _list, [], nullable=False),
+    _f("send_images", _bool, True, nullable=False),
     _f("save_images", _bool, False, nullable=False),
-    _f("alwayson_scripts", _dict, {}, nullable=False), _f("infotext", _str, None),
+    _f("alwayson_scripts", _dict, {}, nullable=False),
+    _f("infotext", _str, None),
 )
 
 
@@ -157,16 +187,23 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
         message["content-type"] = content_type
         subtype = message.get_content_subtype()
         is_json = message.get_content_maintype() == "application" and (
-            subtype == "json" or subtype.endswith("+json"))
+            subtype == "json" or subtype.endswith("+json")
+        )
         if not is_json:
             return raw
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        ctx = {"msg": exc.msg, "doc": exc.doc, "pos": exc.pos, "lineno": exc.lineno,
-               "colno": exc.colno}
-        raise ApiError(422, {"detail": [
-            _error((exc.pos,), str(exc), "value_error.jsondecode", ctx=ctx)]}) from None
+        ctx = {
+            "msg": exc.msg,
+            "doc": exc.doc,
+            "pos": exc.pos,
+            "lineno": exc.lineno,
+            "colno": exc.colno,
+        }
+        raise ApiError(
+            422, {"detail": [_error((exc.pos,), str(exc), "value_error.jsondecode", ctx=ctx)]}
+        ) from None
     except UnicodeDecodeError as exc:  # FastAPI's catch-all, rendered by A1111's handler
         raise http_exception(400, "There was an error parsing the body") from exc
 
@@ -190,8 +227,9 @@ def validate(body: Any) -> dict[str, Any]:
             if f.nullable:
                 values[f.name] = None
             else:
-                errors.append(_error((f.name,), "none is not an allowed value",
-                                     "type_error.none.not_allowed"))
+                errors.append(
+                    _error((f.name,), "none is not an allowed value", "type_error.none.not_allowed")
+                )
             continue
         try:
             values[f.name] = f.coerce(value)

@@ -30,8 +30,12 @@ def respond(job: generation.Job, pictures: list[Image.Image]) -> dict[str, Any]:
         if fmt not in images.FORMATS:  # checked only now, after generation, like the webui
             raise http_exception(500, "Invalid image format")
         for picture, text in zip(returned, texts, strict=True):
-            data = images.encode(picture, fmt, text if opts["enable_pnginfo"] else None,
-                                 quality=int(opts["jpeg_quality"]),
-                                 lossless=bool(opts["webp_lossless"]))
+            data = images.encode(
+                picture,
+                fmt,
+                text if opts["enable_pnginfo"] else None,
+                quality=int(opts["jpeg_quality"]),
+                lossless=bool(opts["webp_lossless"]),
+            )
             encoded.append(base64.b64encode(data).decode("ascii"))
     return {"images": encoded, "parameters": dict(req), "info": generation.info(job, texts, first)}

@@ -24,7 +24,7 @@ class LoggedRequest:
     time: float  # the server clock when the request was read
     seeds: tuple[int, ...] = ()
     images: int = 0  # images in the response, grid included
-    fault: str | None = None  # "fail", "reset" or "hang" when one was injected
+    fault: str | None = None  # "fail", "reset", "hang" or "oom" when one was injected
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class GeneratedImage:
     model: str  # the checkpoint title
     job_timestamp: str
     index: int  # position in the job, batch-major
+    time: float = 0.0  # the server clock when it was done (the job ends right after its last)
 
 
 class Recorder:

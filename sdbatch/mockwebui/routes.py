@@ -81,11 +81,32 @@ def txt2img(webui: MockWebui, req: Request, out: Outcome) -> Any:
 
 def progress(webui: MockWebui, req: Request, out: Outcome) -> Any:
     for value in req.query.get("skip_current_image", []):
-        if value.lower() not in {"1", "0", "on", "off", "t", "f", "true", "false", "y", "n",
-                                 "yes", "no"}:
-            raise ApiError(422, {"detail": [{
-                "loc": ["query", "skip_current_image"],
-                "msg": "value could not be parsed to a boolean", "type": "type_error.bool"}]})
+        if value.lower() not in {
+            "1",
+            "0",
+            "on",
+            "off",
+            "t",
+            "f",
+            "true",
+            "false",
+            "y",
+            "n",
+            "yes",
+            "no",
+        }:
+            raise ApiError(
+                422,
+                {
+                    "detail": [
+                        {
+                            "loc": ["query", "skip_current_image"],
+                            "msg": "value could not be parsed to a boolean",
+                            "type": "type_error.bool",
+                        }
+                    ]
+                },
+            )
     return webui.state.progress()
 
 
@@ -106,11 +127,19 @@ def get_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
 def set_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
     body = model.decode_body(req.raw, req.content_type)
     if body is None:
-        raise ApiError(422, {"detail": [{"loc": ["body"], "msg": "field required",
-                                         "type": "value_error.missing"}]})
+        raise ApiError(
+            422,
+            {"detail": [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]},
+        )
     if not isinstance(body, dict):
-        raise ApiError(422, {"detail": [{"loc": ["body"], "msg": "value is not a valid dict",
-                                         "type": "type_error.dict"}]})
+        raise ApiError(
+            422,
+            {
+                "detail": [
+                    {"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}
+                ]
+            },
+        )
     webui.set_options(body)
     return None
 
@@ -118,13 +147,21 @@ def set_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
 def _static(build: Callable[[MockWebui], Any]) -> Handler:
     def handler(webui: MockWebui, req: Request, out: Outcome) -> Any:
         return build(webui)
+
     return handler
 
 
 def _cmd_flags(webui: MockWebui) -> dict[str, Any]:
-    return {"api": True, "api_auth": ":".join(webui.auth) if webui.auth else None,
-            "nowebui": True, "port": webui.port, "listen": webui.host not in ("127.0.0.1", "::1"),
-            "api_server_stop": False, "cors_allow_origins": None, "timeout_keep_alive": 30}
+    return {
+        "api": True,
+        "api_auth": ":".join(webui.auth) if webui.auth else None,
+        "nowebui": True,
+        "port": webui.port,
+        "listen": webui.host not in ("127.0.0.1", "::1"),
+        "api_server_stop": False,
+        "cors_allow_origins": None,
+        "timeout_keep_alive": 30,
+    }
 
 
 _MEMORY = {"ram": {"free": 12e9, "used": 4e9, "total": 16e9}, "cuda": {"error": "unavailable"}}
@@ -160,15 +197,19 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/sdapi/v1/skip": {"POST": skip},
     "/sdapi/v1/options": {"GET": get_options, "POST": set_options},
     "/sdapi/v1/samplers": {"GET": _static(lambda w: [s.as_json() for s in w.catalog.samplers])},
-    "/sdapi/v1/schedulers": {
-        "GET": _static(lambda w: [s.as_json() for s in w.catalog.schedulers])},
-    "/sdapi/v1/sd-models": {
-        "GET": _static(lambda w: [c.as_json() for c in w.catalog.checkpoints])},
-    "/sdapi/v1/upscalers": {"GET": _static(lambda w: [
-        {"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
-        for n in w.catalog.upscalers])},
+    "/sdapi/v1/schedulers": {"GET": _static(lambda w: [s.as_json() for s in w.catalog.schedulers])},
+    "/sdapi/v1/sd-models": {"GET": _static(lambda w: [c.as_json() for c in w.catalog.checkpoints])},
+    "/sdapi/v1/upscalers": {
+        "GET": _static(
+            lambda w: [
+                {"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
+                for n in w.catalog.upscalers
+            ]
+        )
+    },
     "/sdapi/v1/latent-upscale-modes": {
-        "GET": _static(lambda w: [{"name": n} for n in w.catalog.latent_upscale_modes])},
+        "GET": _static(lambda w: [{"name": n} for n in w.catalog.latent_upscale_modes])
+    },
     "/sdapi/v1/sd-vae": {"GET": _static(lambda w: [])},
     "/sdapi/v1/prompt-styles": {"GET": _static(lambda w: [])},
     "/sdapi/v1/memory": {"GET": _static(lambda w: _MEMORY)},

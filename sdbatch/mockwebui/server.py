@@ -116,15 +116,20 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         raw = self._read_body()
         request = routes.Request(
-            method=self.command, path=parts.path, query=parse_qs(parts.query), raw=raw,
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            raw=raw,
             content_type=self.headers.get("content-type"),
-            authorization=self.headers.get("authorization"))
+            authorization=self.headers.get("authorization"),
+        )
         outcome = routes.Outcome()
         status: int | None
         try:
             status, payload = 200, self._dispatch(webui, request, outcome)
         except ApiError as exc:
             status, payload = exc.status, exc.payload
+            outcome.fault = outcome.fault or exc.fault
         except Dropped:
             status, payload = None, None
         except Exception as exc:  # what A1111's api_middleware turns into a 500
@@ -132,10 +137,19 @@ class Handler(BaseHTTPRequestHandler):
             status = 500
             payload = {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
         # Logged before answering: once a client has its answer, the log already shows it.
-        webui.recorder.request(LoggedRequest(
-            method=self.command, path=parts.path, query=parts.query, body=_json_or_none(raw),
-            status=status, time=started, seeds=outcome.seeds, images=outcome.images,
-            fault=outcome.fault))
+        webui.recorder.request(
+            LoggedRequest(
+                method=self.command,
+                path=parts.path,
+                query=parts.query,
+                body=_json_or_none(raw),
+                status=status,
+                time=started,
+                seeds=outcome.seeds,
+                images=outcome.images,
+                fault=outcome.fault,
+            )
+        )
         if status is None:
             self._reset()
         else:
@@ -169,8 +183,7 @@ class Handler(BaseHTTPRequestHandler):
         """Close with RST and no answer; the client sees a connection reset."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
 
 

@@ -124,18 +124,33 @@ class JobState:
     def progress(self) -> dict[str, Any]:
         with self._lock:
             state = {
-                "skipped": self.skipped, "interrupted": self.interrupted,
-                "stopping_generation": False, "job": self.job, "job_count": self.job_count,
-                "job_timestamp": self.job_timestamp, "job_no": self.job_no,
-                "sampling_step": self.sampling_step, "sampling_steps": self.sampling_steps,
+                "skipped": self.skipped,
+                "interrupted": self.interrupted,
+                "stopping_generation": False,
+                "job": self.job,
+                "job_count": self.job_count,
+                "job_timestamp": self.job_timestamp,
+                "job_no": self.job_no,
+                "sampling_step": self.sampling_step,
+                "sampling_steps": self.sampling_steps,
             }
             if self.job_count <= 0:
-                return {"progress": 0.0, "eta_relative": 0.0, "state": state,
-                        "current_image": None, "textinfo": None}
+                return {
+                    "progress": 0.0,
+                    "eta_relative": 0.0,
+                    "state": state,
+                    "current_image": None,
+                    "textinfo": None,
+                }
             progress = 0.01 + self.job_no / self.job_count
             if self.sampling_steps > 0:
                 progress += (1 / self.job_count) * (self.sampling_step / self.sampling_steps)
             progress = min(progress, 1.0)
             elapsed = self._clock() - self._started
-            return {"progress": progress, "eta_relative": elapsed / progress - elapsed,
-                    "state": state, "current_image": None, "textinfo": None}
+            return {
+                "progress": progress,
+                "eta_relative": elapsed / progress - elapsed,
+                "state": state,
+                "current_image": None,
+                "textinfo": None,
+            }

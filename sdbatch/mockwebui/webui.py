@@ -25,11 +25,20 @@ MAX_PIXELS = 4096 * 4096
 class MockWebui:
     """A stand-in for A1111 v1.10.1 `--api` on a real loopback socket (see package docs)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 auth: tuple[str, str] | None = None, step_delay: float = 0.0,
-                 image_delay: float = 0.0, samples_format: str = "png", seed: int | None = None,
-                 catalog: Catalog | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        auth: tuple[str, str] | None = None,
+        step_delay: float = 0.0,
+        image_delay: float = 0.0,
+        samples_format: str = "png",
+        seed: int | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.host, self.port, self.auth = host, port, auth
         self.step_delay, self.image_delay = step_delay, image_delay
         self.catalog: Catalog = catalog or Catalog()
@@ -52,8 +61,12 @@ class MockWebui:
         httpd = MockHTTPServer((self.host, self.port), self)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"mockwebui:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"mockwebui:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -114,8 +127,9 @@ class MockWebui:
 
     def inject(self, *, seed: int | None = None, **settings: Any) -> FaultSettings:
         """Set any subset of the FaultSettings fields (fail_next, fail_status, fail_error,
-        fail_message, reset_next, hang_next, hang_seconds, fail_rate, reset_rate); the others
-        keep their values. `seed` reseeds the dice behind fail_rate/reset_rate."""
+        fail_message, reset_next, hang_next, hang_seconds, fail_rate, reset_rate,
+        oom_above_batch, oom_seeds, slow_next, slow_seconds); the others keep their values.
+        `seed` reseeds the dice behind fail_rate/reset_rate."""
         return self._faults.update(seed=seed, **settings)
 
     @property
@@ -143,8 +157,9 @@ class MockWebui:
         if "sd_model_checkpoint" in updates:
             ckpt = self.catalog.checkpoint(str(updates["sd_model_checkpoint"]))
             if ckpt is None:
-                raise webui_exception("RuntimeError",
-                                      f"model {updates['sd_model_checkpoint']!r} not found")
+                raise webui_exception(
+                    "RuntimeError", f"model {updates['sd_model_checkpoint']!r} not found"
+                )
             updates["sd_model_checkpoint"] = ckpt.title
             updates["sd_checkpoint_hash"] = ckpt.sha256
             with self.queue_lock, self._options_lock:
@@ -169,8 +184,9 @@ class MockWebui:
         return output.respond(job, pictures), job.seeds[: len(pictures)]
 
     def _run_job(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
-        opts, ckpt = generation.apply_overrides(self.options(), req["override_settings"],
-                                                self.catalog)
+        opts, ckpt = generation.apply_overrides(
+            self.options(), req["override_settings"], self.catalog
+        )
         if req["override_settings"] and not req["override_settings_restore_afterwards"]:
             self._persist_overrides(req["override_settings"])
         if req["prompt"] is None:  # process_images_inner: assert p.prompt is not None
@@ -179,14 +195,20 @@ class MockWebui:
         job = generation.plan_job(req, opts, ckpt, self.catalog, self._seed_rng, stamp)
         width, height = job.size
         if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
-            raise webui_exception("OutOfMemoryError", "CUDA out of memory. Tried to allocate "
-                                                      f"{width}x{height} (sdbatch stand-in)")
-        self.recorder.job_started(self.clock())
+            raise webui_exception(
+                "OutOfMemoryError",
+                f"CUDA out of memory. Tried to allocate {width}x{height} (sdbatch stand-in)",
+            )
         n_iter, batch = max(1, req["n_iter"] or 1), max(1, req["batch_size"] or 1)
+        oom = self._faults.out_of_memory(batch, job.seeds)
+        if oom is not None:
+            raise oom
+        self.recorder.job_started(self.clock())
         steps = max(0, req["steps"] or 0)
         self.state.begin("scripts_txt2img", n_iter, stamp)
         pictures: list[Image.Image] = []
         try:
+            self.state.wait(self._faults.take_slow())  # an injected long job; interruptible
             for it in range(n_iter):
                 if self.state.interrupted or self.stopping.is_set():
                     break  # remaining n_iter batches are skipped
@@ -225,12 +247,28 @@ class MockWebui:
     def _picture(self, job: generation.Job, index: int) -> Image.Image:
         req = job.req
         prompt = req["prompt"]
-        self.recorder.image(GeneratedImage(
-            prompt=prompt, negative_prompt=req["negative_prompt"], seed=job.seeds[index],
-            subseed=job.subseeds[index], width=job.size[0], height=job.size[1],
-            steps=req["steps"], cfg_scale=req["cfg_scale"], sampler_name=job.sampler,
-            schedule_type=job.schedule, model=job.checkpoint.title, job_timestamp=job.timestamp,
-            index=index))
-        label = [prompt[:40], f"seed {job.seeds[index]}",
-                 f"steps {req['steps']}  cfg {req['cfg_scale']}", job.sampler]
+        self.recorder.image(
+            GeneratedImage(
+                prompt=prompt,
+                negative_prompt=req["negative_prompt"],
+                seed=job.seeds[index],
+                subseed=job.subseeds[index],
+                width=job.size[0],
+                height=job.size[1],
+                steps=req["steps"],
+                cfg_scale=req["cfg_scale"],
+                sampler_name=job.sampler,
+                schedule_type=job.schedule,
+                model=job.checkpoint.title,
+                job_timestamp=job.timestamp,
+                index=index,
+                time=self.clock(),
+            )
+        )
+        label = [
+            prompt[:40],
+            f"seed {job.seeds[index]}",
+            f"steps {req['steps']}  cfg {req['cfg_scale']}",
+            job.sampler,
+        ]
         return images.render(job.size[0], job.size[1], job.seeds[index], label, prompt)
