@@ -12,21 +12,31 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from sdbatch import __version__
-from sdbatch.errors import ExitCode, JobValidationError, OutputError, Problem, SdbatchError
+from sdbatch.errors import (
+    ExitCode,
+    JobValidationError,
+    OutputError,
+    Problem,
+    SdbatchError,
+    UsageError,
+)
+from sdbatch.gallery import build_gallery
 from sdbatch.loader import Job, load_job
 from sdbatch.mockwebui import cli as mock_cli
 from sdbatch.plan import Plan, build_plan
 from sdbatch.progress import Console
 from sdbatch.resume import fresh_dir
 from sdbatch.runner import run_job
+from sdbatch.sheet import sheet_command
 from sdbatch.worker import Worker, wait_for_server
-from sdbatch.writer import RunInfo
+from sdbatch.writer import MANIFEST, RunInfo
 
 Command = Callable[[argparse.Namespace, Console], int]
 
@@ -103,6 +113,20 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     return result.exit_code
 
 
+def _sheet(args: argparse.Namespace, console: Console) -> int:
+    for path in sheet_command(Path(args.out_dir), args.x, args.y, args.z):
+        print(path, file=console.out)
+    return ExitCode.OK
+
+
+def _gallery(args: argparse.Namespace, console: Console) -> int:
+    out_dir = Path(args.out_dir)
+    if not (out_dir / MANIFEST).exists():
+        raise UsageError(f"{out_dir} holds no {MANIFEST}: is it an sdbatch output dir?")
+    print(build_gallery(out_dir), file=console.out)
+    return ExitCode.OK
+
+
 def _mock_webui(args: argparse.Namespace, console: Console) -> int:
     return mock_cli.run(args, out=console.out)
 
@@ -144,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-file", metavar="PATH", help="also append timestamped lines to PATH")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("sheet", help="(re)build labelled X/Y/Z sheets from an output dir")
+    p.add_argument("out_dir", metavar="OUTDIR")
+    p.add_argument("--x", metavar="FIELD", help="field for the columns")
+    p.add_argument("--y", metavar="FIELD", help="field for the rows")
+    p.add_argument("--z", metavar="FIELD", help="one sheet per value of this field")
+    p.set_defaults(func=_sheet)
+
+    p = sub.add_parser("gallery", help="(re)build index.html of an output dir")
+    p.add_argument("out_dir", metavar="OUTDIR")
+    p.set_defaults(func=_gallery)
 
     p = sub.add_parser("mock-webui", help="serve the built-in stand-in webui")
     mock_cli.add_arguments(p)
@@ -202,3 +237,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         if args.traceback:
             raise
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `sdbatch plan JOB | head`: the reader has all it wanted. Point stdout at /dev/null so
+        # the interpreter's final flush does not complain about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK

@@ -1,6 +1,6 @@
 """The job-file rules a JSON Schema cannot express: conflicts, duplicates, templates, prompts.
 
-Entry point: `check_rules(data, prompt_fields, positions, earlier) -> list[Problem]`. `data`
+Entry point: `check_rules(data, prompt_fields, positions, earlier, names) -> list[Problem]`. `data`
 has been schema-checked but may still be wrong anywhere, so every rule re-checks the types it
 relies on and stays quiet where the schema has already spoken. `key_problems` checks the
 YAML node tree itself.
@@ -116,12 +116,17 @@ def check_rules(
     prompt_fields: Sequence[Mapping[str, Any]],
     positions: Positions,
     earlier: Sequence[Problem],
+    names: Mapping[str, bool] | None = None,
 ) -> list[Problem]:
-    """Every rule below, in one list; `earlier` lets a rule skip what was already reported."""
+    """Every rule below, in one list; `earlier` lets a rule skip what was already reported.
+
+    `names` are the plan's own names a filename may use besides PLAN_SAMPLES and txt2img
+    fields (checkpoint, vae, vars, variant_N), each with whether every image has it.
+    """
     problems = list(_prompt_rules(data, prompt_fields, positions, earlier))
     problems += _seed_rules(data, positions)
     problems += _field_rules(data, positions)
-    problems += _template_rules(data, prompt_fields, positions)
+    problems += _template_rules(data, prompt_fields, positions, names or {})
     return problems
 
 
@@ -169,15 +174,18 @@ def _seed_rules(data: Mapping[str, Any], positions: Positions) -> Iterator[Probl
 
 def _field_rules(data: Mapping[str, Any], positions: Positions) -> Iterator[Problem]:
     """Two places that would set the same payload field in disagreeing ways."""
-    grid = _dict(data.get("grid"))
+    axes = {
+        **{k: "zip" for k in _dict(data.get("zip"))},
+        **{k: "grid" for k in _dict(data.get("grid"))},
+    }
     items = data.get("prompts")
     for i, item in enumerate(items if isinstance(items, list) else ()):
         for key in _dict(item):
-            if key in grid and key != "prompt":
+            if key in axes and key != "prompt":
                 yield positions.problem(
                     ("prompts", i, key),
-                    f"{key!r} is also a grid axis, which would override this prompt's value; "
-                    "drop one of the two",
+                    f"{key!r} is also a {axes[key]} axis, which would override this prompt's "
+                    "value; drop one of the two",
                     key=True,
                 )
     known = txt2img_fields()
@@ -197,7 +205,10 @@ def _field_rules(data: Mapping[str, Any], positions: Positions) -> Iterator[Prob
 
 
 def _template_rules(
-    data: Mapping[str, Any], prompt_fields: Sequence[Mapping[str, Any]], positions: Positions
+    data: Mapping[str, Any],
+    prompt_fields: Sequence[Mapping[str, Any]],
+    positions: Positions,
+    names: Mapping[str, bool],
 ) -> Iterator[Problem]:
     output = _dict(data.get("output"))
     directory = output.get("dir")
@@ -209,17 +220,18 @@ def _template_rules(
     filename = output.get("filename")
     if not isinstance(filename, str):
         return
-    samples = {**_txt2img_samples(), **PLAN_SAMPLES}
-    error = template_error(
-        filename,
-        samples,
+    samples = {**_txt2img_samples(), **dict.fromkeys(names, "text"), **PLAN_SAMPLES}
+    allowed = (
         "output.filename may use index, payload_index, image_index, prompt_index, seed, id, "
-        "name, date, time, prompt and txt2img fields",
+        "name, date, time, prompt and txt2img fields"
     )
+    if names:
+        allowed += f" (and this job's {', '.join(names)})"
+    error = template_error(filename, samples, allowed)
     if not error and ("/" in filename or "\\" in filename or ".." in filename):
         error = "output.filename must not contain '/', '\\' or '..': images stay in output.dir"
     if not error:
-        error = _unset_fields(filename, data, prompt_fields)
+        error = _unset_fields(filename, data, prompt_fields, names)
     if error:
         yield positions.problem(("output", "filename"), error)
 
@@ -262,14 +274,21 @@ def template_error(template: str, samples: Mapping[str, Any], allowed: str) -> s
 
 
 def _unset_fields(
-    filename: str, data: Mapping[str, Any], prompt_fields: Sequence[Mapping[str, Any]]
+    filename: str,
+    data: Mapping[str, Any],
+    prompt_fields: Sequence[Mapping[str, Any]],
+    names: Mapping[str, bool],
 ) -> str | None:
     """The writer formats with the payload; a txt2img field only some payloads carry would
     make it fail after the image was generated (sdbatch does not know the webui's defaults)."""
-    defaults, grid = _dict(data.get("defaults")), _dict(data.get("grid"))
+    defaults, grid, zipped = (_dict(data.get(k)) for k in ("defaults", "grid", "zip"))
     for name in _field_names(filename):
-        if name in PLAN_SAMPLES or name in defaults or name in grid:
+        if name in PLAN_SAMPLES or name in defaults or name in grid or name in zipped:
             continue
+        if names.get(name):
+            continue
+        if name in names:
+            return f"{{{name}}} is not set for every image: some prompts do not use it"
         if prompt_fields and all(name in fields for fields in prompt_fields):
             continue
         return (

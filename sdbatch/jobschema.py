@@ -29,6 +29,8 @@ SEED_MESSAGE = (
     "set seeds with the top-level `seeds:`"
 )
 PROMPT_MESSAGE = "prompts go in the top-level `prompts:` list (or `prompts_file:`)"
+# sdbatch's short names for the two settings the webui's X/Y/Z plot treats as costly axes.
+SHORTCUTS: Mapping[str, str] = {"checkpoint": "sd_model_checkpoint", "vae": "sd_vae"}
 
 
 def _schema_text() -> str:
@@ -56,6 +58,14 @@ def txt2img_fields() -> Mapping[str, Mapping[str, Any]]:
     """The txt2img fields a job may set (not `prompt`/`seed`), name -> JSON Schema."""
     fields: Mapping[str, Mapping[str, Any]] = load_schema()["$defs"]["txt2img"]["properties"]
     return fields
+
+
+def field_kind(name: str) -> str | None:
+    """ "integer" or "number" for a numeric txt2img field (one that takes ranges), else None."""
+    schema = txt2img_fields().get(name, {})
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    return next((t for t in ("integer", "number") if t in types), None)
 
 
 def json_path(path: JsonPath) -> str:
@@ -112,6 +122,20 @@ class Positions:
     def problem(self, path: JsonPath, message: str, *, key: bool = False) -> Problem:
         """A problem at the value of `path`, or at its key (for keys that should not be there)."""
         line, col = self.line_col(path, key=key)
+        return Problem(self.file, line, col, json_path(path), message)
+
+    def text_problem(self, path: JsonPath, offset: int, message: str) -> Problem:
+        """A problem at character `offset` of the string at `path` when the source spells the
+        string verbatim on one line (plain or quoted without escapes), else at the string."""
+        node = self.node(path)
+        line, col = self.line_col(path)
+        buffer = node.start_mark.buffer if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(node, yaml.ScalarNode) and isinstance(buffer, str):
+            start, end = node.start_mark, node.end_mark
+            raw = buffer[start.pointer : end.pointer]
+            quoted = node.style in ("'", '"')
+            if start.line == end.line and (raw[1:-1] if quoted else raw) == node.value:
+                col += offset + quoted
         return Problem(self.file, line, col, json_path(path), message)
 
 
@@ -190,7 +214,7 @@ def _declared_keys(schema: Any) -> set[str]:
 def _unknown_key_message(parent: JsonPath, key: object, allowed: set[str]) -> str:
     in_defaults = tuple(parent) == ("defaults",)
     in_prompt = len(parent) == 2 and parent[0] == "prompts"
-    in_grid = tuple(parent) == ("grid",)
+    in_grid = tuple(parent) in (("grid",), ("zip",))
     if not (in_defaults or in_prompt or in_grid):
         expected = ", ".join(sorted(allowed))
         return f"unknown key {key!r}{did_you_mean(key, allowed)}; expected one of: {expected}"
@@ -198,9 +222,9 @@ def _unknown_key_message(parent: JsonPath, key: object, allowed: set[str]) -> st
         return SEED_MESSAGE
     if key == "prompt":
         return PROMPT_MESSAGE
-    unknown = f"unknown txt2img field {key!r}{did_you_mean(key, txt2img_fields())}"
+    unknown = f"unknown txt2img field {key!r}{did_you_mean(key, [*txt2img_fields(), *SHORTCUTS])}"
     if in_grid:
-        return f"{unknown}; only txt2img fields can be grid axes"
+        return f"{unknown}; only txt2img fields, checkpoint and vae can be grid axes"
     return (
         f"{unknown}; the webui would silently drop it — "
         "put it under extra_fields: to send it anyway"

@@ -7,6 +7,7 @@ mapping live in `jobschema`, the rules a schema cannot express in `jobrules`.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any
 
 import yaml
 
+from sdbatch.axes import expand_axis
 from sdbatch.errors import JobFileError, JobValidationError, Problem
 from sdbatch.jobrules import check_rules, key_problems
-from sdbatch.jobschema import Positions, schema_problems
+from sdbatch.jobschema import Positions, field_kind, schema_problems
+from sdbatch.sweeprules import PromptSource, check_sweep
 
 DEFAULT_URL = "http://127.0.0.1:7860"
 
@@ -54,17 +57,42 @@ class OutputSpec:
     filename: str = "{index:05d}-{seed}"
 
 
+class VariantMode(enum.Enum):
+    """How `{a|b|c}` in a prompt expands."""
+
+    COMBINATORIAL = "combinatorial"  # every option, in order
+    RANDOM = "random"  # one drawn option per (prompt, variable values, seed)
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """`sheet:` as written: the plan field along each axis of a contact sheet."""
+
+    x: str | None = None
+    y: str | None = None
+    z: str | None = None
+
+
+Axis = tuple[str, tuple[Any, ...]]  # a field and its values, ranges already expanded
+
+
 @dataclass(frozen=True)
 class Job:
     path: Path
     name: str
     server: ServerConfig
-    defaults: Mapping[str, Any]
-    prompts: tuple[PromptSpec, ...]
-    grid: tuple[tuple[str, tuple[Any, ...]], ...]  # axes in the order the job writes them
+    defaults: Mapping[str, Any]  # may hold the shortcuts `checkpoint` and `vae`
+    prompts: tuple[PromptSpec, ...]  # texts are templates; `plan` fills them
+    grid: tuple[Axis, ...]  # axes in the order the job writes them
     seeds: SeedSpec
     extra_fields: Mapping[str, Any]
     output: OutputSpec
+    zip: tuple[Axis, ...] = ()  # columns of equal length that vary together, as one axis
+    vars: tuple[Axis, ...] = ()  # template variables, in the order the job writes them
+    exclude: tuple[Mapping[str, Any], ...] = ()  # a cell matching all of one entry is left out
+    variants: VariantMode = VariantMode.COMBINATORIAL
+    variant_seed: int | None = None  # `variants: {random_seed: R}`
+    sheet: SheetSpec | None = None
 
 
 SEEDS_DEFAULT = SeedSpec(count=1)
@@ -93,8 +121,10 @@ def load_job(path: str | Path) -> Job:
     problems += schema_problems(data, positions)
     if not isinstance(data, dict):
         raise JobValidationError(problems)  # the schema said so already; nothing more to check
-    prompts = _prompts(data, job_path, positions, problems)
-    problems += check_rules(data, [p.fields for p in prompts], positions, problems)
+    prompts, sources = _prompts(data, job_path, positions, problems)
+    sweep_problems, names = check_sweep(data, sources, positions)
+    problems += check_rules(data, [p.fields for p in prompts], positions, problems, names)
+    problems += sweep_problems
     if problems:
         raise JobValidationError(problems)
     return _build(data, job_path, prompts)
@@ -135,9 +165,11 @@ def _yaml_problem(exc: yaml.YAMLError, file: str, text: str) -> Problem:
 
 def _prompts(
     data: Mapping[str, Any], job_path: Path, positions: Positions, problems: list[Problem]
-) -> list[PromptSpec]:
-    """`prompts:` then the lines of `prompts_file:`; reading problems go to `problems`."""
+) -> tuple[list[PromptSpec], list[PromptSource]]:
+    """`prompts:` then the lines of `prompts_file:`, and where each came from (for template
+    problems); reading problems go to `problems`."""
     specs: list[PromptSpec] = []
+    sources: list[PromptSource] = []
     items = data.get("prompts")
     for i, item in enumerate(items if isinstance(items, list) else ()):
         mapping = item if isinstance(item, dict) else {}
@@ -147,6 +179,8 @@ def _prompts(
         fields = {k: v for k, v in mapping.items() if k != "prompt"}
         line = positions.line_col(("prompts", i))[0]
         specs.append(PromptSpec(text, fields, f"{positions.file}:{line}"))
+        path = ("prompts", i, "prompt") if isinstance(item, dict) else ("prompts", i)
+        sources.append(PromptSource(text, fields, path=path))
     prompts_file = data.get("prompts_file")
     if isinstance(prompts_file, str) and prompts_file:
         # Relative to the job file, spelled from the user's own path so messages can be opened.
@@ -155,22 +189,26 @@ def _prompts(
             lines = (job_path.parent / prompts_file).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             problems.append(positions.problem(("prompts_file",), f"no such file: {shown}"))
-            return specs
+            return specs, sources
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
             problems.append(positions.problem(("prompts_file",), f"cannot read {shown}: {reason}"))
-            return specs
+            return specs, sources
         for n, raw in enumerate(lines, start=1):
             text = raw.strip()
             if text and not text.startswith("#"):
                 specs.append(PromptSpec(text, {}, f"{shown}:{n}"))
-    return specs
+                column = len(raw) - len(raw.lstrip()) + 1
+                sources.append(PromptSource(text, {}, line=(str(shown), n, column)))
+    return specs, sources
 
 
 def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -> Job:
     """The validated dict -> frozen dataclasses; null sections count as absent."""
     server = data.get("server") or {}
     output = data.get("output") or {}
+    variants = data.get("variants") or VariantMode.COMBINATORIAL.value
+    sheet = data.get("sheet")
     return Job(
         path=job_path,
         name=data.get("name", job_path.stem),
@@ -182,14 +220,29 @@ def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -
         ),
         defaults=dict(data.get("defaults") or {}),
         prompts=tuple(prompts),
-        grid=tuple((axis, tuple(values)) for axis, values in (data.get("grid") or {}).items()),
+        grid=_axes(data.get("grid")),
         seeds=_seed_spec(data.get("seeds")),
         extra_fields=dict(data.get("extra_fields") or {}),
         output=OutputSpec(
             dir=output.get("dir", OutputSpec.dir),
             filename=output.get("filename", OutputSpec.filename),
         ),
+        zip=_axes(data.get("zip")),
+        vars=tuple((name, tuple(values)) for name, values in (data.get("vars") or {}).items()),
+        exclude=tuple(dict(rule) for rule in data.get("exclude") or ()),
+        variants=VariantMode(variants if isinstance(variants, str) else variants["mode"]),
+        variant_seed=None if isinstance(variants, str) else variants.get("random_seed"),
+        sheet=SheetSpec(**sheet) if sheet else None,
     )
+
+
+def _axes(section: Mapping[str, Any] | None) -> tuple[Axis, ...]:
+    """grid:/zip: with every range expanded; the rules have checked that they expand."""
+    axes = []
+    for name, spec in (section or {}).items():
+        kind = field_kind(name)
+        axes.append((name, expand_axis(spec, kind) if kind else tuple(spec)))
+    return tuple(axes)
 
 
 def _seed_spec(seeds: Any) -> SeedSpec:

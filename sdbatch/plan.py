@@ -1,31 +1,47 @@
 """Stage 2: expand a `Job` into the txt2img payloads to send, lazily and deterministically.
 
 Entry point: `build_plan(job) -> Plan`. Iterating a `Plan` streams `PlannedPayload`s; their
-number and the number of images are known up front, so a 10^6-cell grid is never held in memory.
+number and the number of images are known up front (counted, not expanded, even with
+`exclude:`), so a 10^6-cell grid is never held in memory.
 
-Plan order (documented in the README): prompts in file order (`prompts:` first, then the lines of
-`prompts_file:`), then grid cells with the first grid axis outermost and the last one changing
-fastest, then seeds innermost. Each payload is
-`defaults | prompt's own fields | grid cell | extra_fields | {prompt, seed}`; the loader has
-already rejected every way two of those could disagree.
+Plan order (documented in the README), outermost first:
+
+1. costly axes, so each model is loaded once: the grid axis (or zip group) holding
+   `checkpoint`, then the one holding `vae`;
+2. prompts in file order (`prompts:` first, then the lines of `prompts_file:`);
+3. the `vars:` the prompt uses, in the order `vars:` writes them (others do not multiply it);
+4. `{a|b}` variants, the first group outermost (with `variants: random`, one drawn choice);
+5. the other grid axes in the order `grid:` writes them, then the `zip:` group as one axis;
+6. seeds innermost.
+
+Cells that match an `exclude:` entry are skipped. Each payload is
+`defaults | prompt's own fields | templates filled | cell | extra_fields | {prompt, seed}`,
+then `checkpoint`/`vae` become `override_settings.sd_model_checkpoint`/`sd_vae` (the layer
+that sets one last wins, whichever spelling it uses); the loader has already rejected every
+way two layers could disagree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import math
 import random
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sdbatch.loader import Job
+from sdbatch.cells import CellAxis, Row, applicable, excluded, surviving
+from sdbatch.jobschema import SHORTCUTS
+from sdbatch.loader import Job, PromptSpec, VariantMode
+from sdbatch.templates import PromptTemplates, draw, prompt_templates
 
 # The webui draws random seeds from randrange(4294967294); ours come from the same range.
 SEED_RANGE = 4294967294
+COSTLY = ("checkpoint", "vae")  # the axes that reload weights on the server, costliest first
 
 
 def stable_hash(value: object) -> str:
@@ -41,8 +57,11 @@ class PlannedPayload:
     index: int  # position in plan order
     first_image: int  # plan-wide number of its first image
     prompt_index: int
-    cell: Mapping[str, Any]  # the grid values of this payload
+    cell: Mapping[str, Any]  # grid and zip values; `checkpoint`/`vae` by their short names
     payload: Mapping[str, Any]  # exactly what is sent
+    template: str | None = None  # the prompt as written, when it is a template
+    vars: Mapping[str, Any] = field(default_factory=dict)  # variables and variant_N choices
+    variant_seed: int | None = None  # the plan's generator seed for `variants: random`
 
     @functools.cached_property
     def id(self) -> str:
@@ -72,6 +91,75 @@ def default_rng_seed(job: Job) -> int:
     return int(stable_hash(["seeds", job.name]), 16) % SEED_RANGE
 
 
+def default_variant_seed(job: Job) -> int:
+    """The generator seed for `variants: random` when the job names none (from the name)."""
+    return int(stable_hash(["variants", job.name]), 16) % SEED_RANGE
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """A job's cell axes split the way the plan order needs them."""
+
+    costly: tuple[CellAxis, ...]  # checkpoint's axis, then vae's
+    rest: tuple[CellAxis, ...]  # the other grid axes, then the zip group
+    vars: Mapping[str, CellAxis]
+    order: tuple[str, ...]  # cell keys: grid then zip fields, as written
+
+    def for_prompt(self, names: Sequence[str]) -> tuple[CellAxis, ...]:
+        """Every axis of one prompt's cells, in plan order (vars in `vars:` order)."""
+        used = tuple(axis for name, axis in self.vars.items() if name in names)
+        return (*self.costly, *used, *self.rest)
+
+
+def _axes(job: Job) -> _Axes:
+    axes = [CellAxis((name,), tuple((v,) for v in values)) for name, values in job.grid]
+    if job.zip:
+        columns = [values for _, values in job.zip]
+        axes.append(CellAxis(tuple(n for n, _ in job.zip), tuple(zip(*columns, strict=True))))
+    costly = tuple(a for short in COSTLY for a in axes if short in a.names)
+    costly = tuple(dict.fromkeys(costly))  # a zip group holding both counts once
+    return _Axes(
+        costly=costly,
+        rest=tuple(a for a in axes if a not in costly),
+        vars={name: CellAxis((name,), tuple((v,) for v in values)) for name, values in job.vars},
+        order=tuple(n for n, _ in (*job.grid, *job.zip)),
+    )
+
+
+def _templates(job: Job, prompt: PromptSpec) -> PromptTemplates:
+    # A template field that is an axis comes from the cell, as literal text.
+    axis_names = {n for n, _ in (*job.grid, *job.zip)}
+    fields = {k: v for k, v in {**job.defaults, **prompt.fields}.items() if k not in axis_names}
+    return prompt_templates(prompt.text, fields)
+
+
+def _variant_choices(templates: PromptTemplates, mode: VariantMode) -> list[tuple[str, ...] | None]:
+    """Combinatorial: every choice, first group outermost. Random: None, drawn per seed."""
+    if mode is VariantMode.RANDOM and templates.variants:
+        return [None]
+    return list(itertools.product(*templates.variants))
+
+
+def _apply_shortcuts(
+    payload: dict[str, Any], layers: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """`checkpoint`/`vae` -> override_settings; per layer the shortcut or the setting (the
+    loader made them agree), and the last layer that sets either wins, as for any field.
+    Returns the resolved shortcuts by their short names, for the cell."""
+    resolved: dict[str, Any] = {}
+    for short, setting in SHORTCUTS.items():
+        if not any(short in layer for layer in layers):
+            continue  # jobs without the shortcut keep exactly the payloads they had
+        value = None
+        for layer in layers:
+            settings = layer.get("override_settings") or {}
+            value = layer.get(short, settings.get(setting, value))
+        payload.pop(short, None)
+        payload["override_settings"] = {**(payload.get("override_settings") or {}), setting: value}
+        resolved[short] = value
+    return resolved
+
+
 @dataclass(frozen=True)
 class Plan:
     job: Job
@@ -79,49 +167,117 @@ class Plan:
     rng_seed: int | None  # the generator seed behind `seeds`, when they were drawn
     payload_count: int
     image_count: int
+    variant_seed: int | None = None  # the generator seed behind `variants: random`
 
     def __iter__(self) -> Iterator[PlannedPayload]:
+        job, axes = self.job, _axes(self.job)
+        first_image, index = 0, 0
+        for costly in itertools.product(*(a.rows for a in axes.costly)):
+            for prompt_index, prompt in enumerate(job.prompts):
+                for item in self._prompt_payloads(prompt_index, prompt, axes, costly):
+                    item = dataclasses.replace(item, index=index, first_image=first_image)
+                    index += 1
+                    first_image += item.image_count
+                    yield item
+
+    def _prompt_payloads(
+        self, prompt_index: int, prompt: PromptSpec, axes: _Axes, costly: Row
+    ) -> Iterator[PlannedPayload]:
+        """One prompt's payloads for one costly row (index and first_image left at 0)."""
         job = self.job
-        axes = [name for name, _ in job.grid]
-        cells = itertools.product(*(values for _, values in job.grid))
-        combos = itertools.product(enumerate(job.prompts), cells, self.seeds)
-        first_image = 0
-        for index, ((prompt_index, prompt), cell_values, seed) in enumerate(combos):
-            cell = dict(zip(axes, cell_values, strict=True))
-            payload = {
-                **job.defaults,
-                **prompt.fields,
-                **cell,
-                **job.extra_fields,
-                "prompt": prompt.text,
-                "seed": seed,
+        templates = _templates(job, prompt)
+        var_axes = [a for n, a in axes.vars.items() if n in templates.names]
+        all_axes = axes.for_prompt(templates.names)
+        rules = applicable(job.exclude, {n for a in all_axes for n in a.names})
+        base = {**job.defaults, **prompt.fields}
+        written = {name: t.text for name, t in templates.fields}
+        template = None if templates.is_plain and "{" not in prompt.text else prompt.text
+        for var_rows in itertools.product(*(a.rows for a in var_axes)):
+            values = {
+                n: v for a, row in zip(var_axes, var_rows, strict=True) for n, v in a.values(row)
             }
-            item = PlannedPayload(index, first_image, prompt_index, cell, payload)
-            first_image += item.image_count
-            yield item
+            for choices in _variant_choices(templates, job.variants):
+                for rest in itertools.product(*(a.rows for a in axes.rest)):
+                    found = dict(values)
+                    for a, row in zip((*axes.costly, *axes.rest), (*costly, *rest), strict=True):
+                        found.update(a.values(row))
+                    if excluded(found, rules):
+                        continue
+                    axis_cell = {n: found[n] for n in axes.order}
+                    for seed in self.seeds:
+                        picked = choices
+                        if picked is None:  # variants: random, drawn per prompt, vars and seed
+                            key = [self.variant_seed, written, values, seed]
+                            picked = draw(
+                                templates.variants, random.Random(int(stable_hash(key), 16))
+                            )
+                        payload = {
+                            **base,
+                            **templates.render(values, picked),
+                            **axis_cell,
+                            **job.extra_fields,
+                            "seed": seed,
+                        }
+                        cell = _apply_shortcuts(payload, (job.defaults, prompt.fields, axis_cell))
+                        named = {f"variant_{i}": c for i, c in enumerate(picked, start=1)}
+                        yield PlannedPayload(
+                            0,
+                            0,
+                            prompt_index,
+                            {**axis_cell, **cell},
+                            payload,
+                            template,
+                            {**values, **named},
+                            self.variant_seed,
+                        )
 
 
-def _images_per_cell_sum(job: Job) -> int:
-    """Images of one seed of every grid cell, summed over prompts, without expanding the grid.
+def _batch_weight(base: Mapping[str, Any]) -> tuple[int, Any]:
+    """Images per payload that no axis changes, and the weight of an axis row."""
+    fixed = int(base.get("batch_size") or 1) * int(base.get("n_iter") or 1)
 
-    batch_size and n_iter may be grid axes; the product over the grid then factorises into
-    (sum of batch sizes) x (sum of n_iters) x (number of cells of the other axes).
-    """
-    grid = dict(job.grid)
-    other_cells = math.prod(len(v) for k, v in job.grid if k not in ("batch_size", "n_iter"))
-    total = 0
+    def weight(axis: CellAxis, row: Row) -> int:
+        images = 1
+        for name, value in axis.values(row):
+            if name in ("batch_size", "n_iter"):
+                images *= int(value or 1)
+        return images
+
+    return fixed, weight
+
+
+def _counts(job: Job, seeds: int) -> tuple[int, int]:
+    """(payloads, images), per prompt: surviving cells x variant choices x seeds."""
+    axes = _axes(job)
+    payloads = images = 0
     for prompt in job.prompts:
-        merged = {**job.defaults, **prompt.fields}
-        sums = []
-        for name in ("batch_size", "n_iter"):
-            values = grid.get(name, (merged.get(name) or 1,))
-            sums.append(sum(int(v or 1) for v in values))
-        total += sums[0] * sums[1] * other_cells
-    return total
+        templates = _templates(job, prompt)
+        all_axes = axes.for_prompt(templates.names)
+        rules = applicable(job.exclude, {n for a in all_axes for n in a.names})
+        choices = 1
+        if job.variants is VariantMode.COMBINATORIAL:
+            choices = math.prod(len(options) for options in templates.variants)
+        base = {**job.defaults, **prompt.fields}
+        fixed, weight = _batch_weight(base)
+        # A field is never both an axis and a prompt field, so an axis weight replaces `fixed`.
+        if any(n in ("batch_size", "n_iter") for a in all_axes for n in a.names):
+            axis_fields = {n for a in all_axes for n in a.names}
+            fixed = math.prod(
+                int(base.get(n) or 1) for n in ("batch_size", "n_iter") if n not in axis_fields
+            )
+        payloads += surviving(all_axes, rules) * choices * seeds
+        images += surviving(all_axes, rules, weight) * fixed * choices * seeds
+    return payloads, images
 
 
-def build_plan(job: Job, *, rng: random.Random | None = None) -> Plan:
-    """Fix the seeds and count the work; nothing is expanded until the plan is iterated."""
+def build_plan(
+    job: Job, *, rng: random.Random | None = None, variant_rng: random.Random | None = None
+) -> Plan:
+    """Fix the seeds and count the work; nothing is expanded until the plan is iterated.
+
+    `rng` draws `seeds: {count: N}`, `variant_rng` the generator seed of `variants: random`
+    (each defaults to one seeded from the job, so a plan is reproducible).
+    """
     spec = job.seeds
     rng_seed: int | None = None
     if spec.values:
@@ -133,11 +289,20 @@ def build_plan(job: Job, *, rng: random.Random | None = None) -> Plan:
             rng_seed = spec.rng_seed if spec.rng_seed is not None else default_rng_seed(job)
             rng = random.Random(rng_seed)
         seeds = _draw_seeds(spec.count, rng)
-    cells = math.prod(len(values) for _, values in job.grid)
+    variant_seed: int | None = None
+    if job.variants is VariantMode.RANDOM:
+        if job.variant_seed is not None:
+            variant_seed = job.variant_seed
+        elif variant_rng is not None:
+            variant_seed = variant_rng.randrange(SEED_RANGE)
+        else:
+            variant_seed = default_variant_seed(job)
+    payloads, images = _counts(job, len(seeds))
     return Plan(
         job=job,
         seeds=seeds,
         rng_seed=rng_seed,
-        payload_count=len(job.prompts) * cells * len(seeds),
-        image_count=_images_per_cell_sum(job) * len(seeds),
+        payload_count=payloads,
+        image_count=images,
+        variant_seed=variant_seed,
     )

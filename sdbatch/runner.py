@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from sdbatch.errors import ExitCode, SdbatchError
+from sdbatch.gallery import build_gallery
+from sdbatch.loader import Job
+from sdbatch.manifest import PLANNED
 from sdbatch.plan import Plan, PlannedPayload
 from sdbatch.progress import Console, Progress
 from sdbatch.resume import Todo, open_output, todo
+from sdbatch.sheet import build_sheets
 from sdbatch.worker import Outcome, Worker
-from sdbatch.writer import RunInfo, Writer, write_summary
+from sdbatch.writer import SUMMARY, RunInfo, Writer, write_json
 
 # One request generating and one waiting in the webui's FIFO queue: the GPU starts the next image
 # the moment it finishes one, instead of idling while the response travels, is decoded and
@@ -232,6 +236,35 @@ def run_plan(
     return result
 
 
+def _planned(plan: Plan) -> dict[str, Any]:
+    """plan.json: the axis values in plan order, so sheets of a stopped run still show the
+    rows and columns it did not reach."""
+    job = plan.job
+    axes = {name: list(values) for name, values in (*job.grid, *job.zip, *job.vars)}
+    axes["seed"] = list(plan.seeds)
+    return {
+        "job": job.name,
+        "payloads": plan.payload_count,
+        "images": plan.image_count,
+        "axes": axes,
+    }
+
+
+def _pictures(job: Job, out_dir: Path, console: Console) -> None:
+    """The gallery after every run, even a stopped one, and the job's sheets if it asks for
+    them. Both are drawn from the manifest alone and can be rebuilt at any time, so a failure
+    here costs no image and does not change the run's exit code."""
+    try:
+        build_gallery(out_dir)
+        if job.sheet is not None:
+            build_sheets(out_dir, x=job.sheet.x, y=job.sheet.y, z=job.sheet.z)
+    except (SdbatchError, OSError) as exc:
+        console.error(
+            f"could not draw the gallery or sheets ({exc}); `sdbatch gallery` and "
+            "`sdbatch sheet` rebuild them"
+        )
+
+
 def run_job(
     plan: Plan,
     out_dir: Path,
@@ -249,6 +282,7 @@ def run_job(
     state = open_output(out_dir, plan.job.name, verify=verify)
     try:
         left = todo(plan, state.done)
+        write_json(out_dir / PLANNED, _planned(plan))
         if state.torn_lines:
             console.error(f"{state.torn_lines} torn manifest line(s) from a crash ignored")
         console.info(f"{out_dir}: {left.done_images} done, {left.images} to do")
@@ -261,8 +295,9 @@ def run_job(
             claimed=state.files,
             clock=clock,
         )
+        _pictures(plan.job, out_dir, console)
         console.summary(result.summary())
-        write_summary(out_dir, {"job": plan.job.name, **result.as_json()})
+        write_json(out_dir / SUMMARY, {"job": plan.job.name, **result.as_json()})
     finally:
         state.release()
     if result.error is not None:

@@ -21,9 +21,9 @@ from typing import Any
 from PIL import Image
 
 from sdbatch.errors import OutputError
+from sdbatch.manifest import MANIFEST
 from sdbatch.worker import DecodeError, GeneratedImage, Outcome, decode
 
-MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
 
 
@@ -58,14 +58,15 @@ def unique_path(path: Path, exists: Callable[[Path], bool] = Path.exists) -> Pat
     return candidate
 
 
-def write_summary(out_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Replace summary.json whole (temporary file + rename): it describes the latest run."""
-    tmp = out_dir / f".summary.json.{os.getpid()}.tmp"
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Replace a small JSON file whole (temporary file + rename): summary.json and plan.json
+    describe the latest run."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, out_dir / SUMMARY)
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"cannot write {out_dir / SUMMARY}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,9 @@ class Writer:
             "payload_index": item.index,
             "prompt_index": item.prompt_index,
             "cell": dict(item.cell),
+            "template": item.template,  # the prompt as written, when it is a template
+            "vars": dict(item.vars),  # its variables and variant_N choices
+            "variant_seed": item.variant_seed,  # the generator behind `variants: random`
             "payload": dict(item.payload),
             "rng_seed": self.run.rng_seed,
             "attempts": outcome.attempts,
@@ -193,7 +197,9 @@ class Writer:
     def _write_image(self, outcome: Outcome, image: GeneratedImage) -> dict[str, Any]:
         item, info = outcome.item, image.info
         fields = {
+            **item.cell,  # for checkpoint and vae by their short names; the payload wins
             **image.payload,
+            **item.vars,
             "index": item.first_image + image.image_index,
             "payload_index": item.index,
             "image_index": image.image_index,

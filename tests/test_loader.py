@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from sdbatch.errors import JobFileError, JobValidationError
-from sdbatch.loader import Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig, load_job
+from sdbatch.loader import (
+    Job,
+    OutputSpec,
+    PromptSpec,
+    SeedSpec,
+    ServerConfig,
+    SheetSpec,
+    VariantMode,
+    load_job,
+)
 
 DATA = Path(__file__).resolve().parent / "data" / "jobs"
 INVALID = sorted((DATA / "invalid").glob("*.yaml"))
@@ -195,3 +204,98 @@ def test_integral_floats_become_ints_where_plan_does_arithmetic(tmp_path: Path) 
     assert loaded.server.retries == 2 and isinstance(loaded.server.retries, int)
     assert loaded.seeds == SeedSpec(start=5, count=2)
     assert all(isinstance(v, int) for v in (loaded.seeds.start, loaded.seeds.count))
+
+
+def test_sweep_features_load_expanded() -> None:
+    path = VALID / "sweep-features.yaml"
+    job = load_job(path)
+    assert job.grid == (
+        ("steps", (10, 20, 30)),
+        ("cfg_scale", (3.0, 6.0, 9.0, 12.0)),
+        ("sampler_name", ("Euler", "DPM++ SDE")),
+    )
+    assert job.zip == (("width", (512, 1024)), ("height", (768, 1024)))
+    assert job.vars == (("animal", ("cat", "dog")), ("surface", ("rug", "sofa")))
+    assert job.exclude == (
+        {"sampler_name": "DPM++ SDE", "steps": 10},
+        {"animal": "dog", "cfg_scale": 3.0},
+    )
+    assert (job.variants, job.variant_seed) == (VariantMode.RANDOM, 5)
+    assert job.sheet == SheetSpec(x="cfg_scale", y="steps", z="animal")
+    assert job.defaults["checkpoint"] == "base.safetensors"
+    assert [p.text for p in job.prompts] == [
+        "a {animal} on a {surface}, {red|blue} light",
+        "{{literal}} {animal}",
+    ]
+
+
+def test_a_plain_job_has_no_sweep_extras() -> None:
+    job = load_job(VALID / "minimal.yaml")
+    assert (job.zip, job.vars, job.exclude, job.sheet) == ((), (), (), None)
+    assert (job.variants, job.variant_seed) == (VariantMode.COMBINATORIAL, None)
+
+
+def test_template_problems_in_prompts_file_point_into_that_file(tmp_path: Path) -> None:
+    (tmp_path / "more.txt").write_text("# comment\n  a {colour} cat\nan {animal|\n")
+    job = tmp_path / "job.yaml"
+    job.write_text("prompts: ['a {animal}']\nprompts_file: more.txt\nvars: {animal: [cat]}\n")
+    rows = str(problems_of(job)).splitlines()
+    assert rows == [
+        f"{tmp_path / 'more.txt'}:2:5: $.prompts_file: unknown variable {{colour}} "
+        "('{{' and '}}' write literal braces); define it in vars:",
+        f"{tmp_path / 'more.txt'}:3:4: $.prompts_file: unbalanced '{{' (write '{{{{' for a "
+        "literal brace)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A numeric axis item that is neither a value nor a range keeps the schema's wording.
+        (
+            "grid: {steps: [10, true]}\n",
+            ":1:20: $.grid.steps[1]: True is not of type 'integer' nor a range",
+        ),
+        (
+            "grid: {steps: {range: [1, 2]}}\n",
+            ":1:23: $.grid.steps.range: range is [start, stop, step]",
+        ),
+        (
+            "grid: {steps: {range: [1, 9, 1], linspace: [1, 9, 3]}}\n",
+            ":1:15: $.grid.steps: a range is {range",
+        ),
+        (
+            "grid: {sampler_name: 'Euler, DPM++ 2M'}\n",
+            ":1:22: $.grid.sampler_name: a grid axis is a list of values",
+        ),
+        ("grid: {chekpoint: [a]}\n", "did you mean 'checkpoint'?"),
+        (
+            "grid: {checkpoint: [a], override_settings: [{sd_model_checkpoint: b}]}\n",
+            "$.grid.checkpoint: checkpoint is an axis and the override_settings axis sets "
+            "sd_model_checkpoint too",
+        ),
+        (
+            "vars: {steps: [1]}\nprompts: ['{steps}']\n",
+            "$.vars.steps: 'steps' is a plan field name",
+        ),
+        ("vars: {a: [x, x]}\nprompts: ['{a}']\n", "$.vars.a[1]: a: 'x' appears twice"),
+        (
+            "variants: sometimes\n",
+            "$.variants: 'sometimes' is not one of ['combinatorial', 'random']",
+        ),
+        ("zip: {width: [1, 2]}\nprompts: [{prompt: p, width: 3}]\n", "'width' is also a zip axis"),
+        ("sheet: {y: seed}\n", "$.sheet: 'x' is a required property"),
+        (
+            "grid: {steps: [1, 2]}\nsheet: {x: steps, y: steps}\n",
+            "sheet y: 'steps' is already the sheet's x",
+        ),
+        (
+            "vars: {a: [x, y]}\nprompts: ['{a}', 'b']\noutput: {filename: '{a}'}\n",
+            "{a} is not set for every image",
+        ),
+    ],
+)
+def test_sweep_rules(tmp_path: Path, text: str, expected: str) -> None:
+    job = tmp_path / "j.yaml"
+    job.write_text(text if "prompts:" in text else text + "prompts: [a]\n")
+    assert expected in str(problems_of(job))

@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from sdbatch import jobschema
-from sdbatch.loader import load_job
+from sdbatch.loader import SheetSpec, load_job
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "job.schema.json"
@@ -90,3 +90,4 @@ def test_sweep_job_is_a_4_by_4_grid() -> None:
     job = load_job(ROOT / "jobs" / "sweep.yaml")
     assert len(job.prompts) == 1 and len(job.seeds.values) == 1
     assert job.grid == (("steps", (10, 20, 30, 40)), ("cfg_scale", (3, 5, 7, 9)))
+    assert job.sheet == SheetSpec(x="cfg_scale", y="steps")
