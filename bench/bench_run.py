@@ -66,7 +66,7 @@ def sdbatch_run(plan: Plan, out: Path) -> float:
     result = run_job(
         plan,
         out,
-        worker=Worker(plan.job.server),
+        workers=[Worker(plan.job.server)],
         console=console,
         run_info=RunInfo("bench", "d", "t"),
     )

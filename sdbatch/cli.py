@@ -34,8 +34,9 @@ from sdbatch.plan import Plan, build_plan
 from sdbatch.progress import Console
 from sdbatch.resume import fresh_dir
 from sdbatch.runner import run_job
+from sdbatch.servers import connect
+from sdbatch.session import AUTH_ENV, parse_auth
 from sdbatch.sheet import sheet_command
-from sdbatch.worker import Worker, wait_for_server
 from sdbatch.writer import MANIFEST, RunInfo
 
 Command = Callable[[argparse.Namespace, Console], int]
@@ -91,26 +92,48 @@ def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path,
     return Path(template.format(name=run.name, date=run.date, time=run.time)), run
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
+def _job_for_run(args: argparse.Namespace) -> Job:
     job = load_job(args.job)
     server = job.server
-    if args.server:
-        server = dataclasses.replace(server, url=args.server)
-    if args.wait is not None:
+    if args.server:  # repeated: several webuis
+        server = dataclasses.replace(server, url=args.server[0], urls=tuple(args.server))
+    if getattr(args, "wait", None) is not None:
         server = dataclasses.replace(server, wait=args.wait)
-    job = dataclasses.replace(job, server=server)
+    return dataclasses.replace(job, server=server)
+
+
+def _auth(args: argparse.Namespace) -> tuple[str, str] | None:
+    return parse_auth(args.api_auth or os.environ.get(AUTH_ENV))
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    job = _job_for_run(args)
     plan = build_plan(job)
     out_dir, run = _output_dir(job, args.out, dt.datetime.now())
     if args.fresh:
         out_dir = fresh_dir(out_dir)
     run = dataclasses.replace(run, rng_seed=plan.rng_seed)
-    console.info(f"{_describe(plan)} -> {server.url}, writing to {out_dir}")
-    if server.wait > 0:
-        wait_for_server(server.url, server.wait)
+    console.info(f"{_describe(plan)}, writing to {out_dir}")
+    fleet = connect(job, auth=_auth(args), preflight=not args.no_preflight)
+    console.info(f"preflight passed: {fleet.describe()}")
     result = run_job(
-        plan, out_dir, worker=Worker(server), console=console, run_info=run, verify=args.verify
+        plan,
+        out_dir,
+        workers=fleet.workers,
+        console=console,
+        run_info=run,
+        verify=args.verify,
+        postcheck=fleet.postcheck if fleet.facts else None,
+        strict=args.strict,
     )
     return result.exit_code
+
+
+def _check(args: argparse.Namespace, console: Console) -> int:
+    job = _job_for_run(args)
+    fleet = connect(job, auth=_auth(args))
+    print(f"{args.job}: ok on {fleet.describe()}", file=console.out)
+    return ExitCode.OK
 
 
 def _sheet(args: argparse.Namespace, console: Console) -> int:
@@ -129,6 +152,20 @@ def _gallery(args: argparse.Namespace, console: Console) -> int:
 
 def _mock_webui(args: argparse.Namespace, console: Console) -> int:
     return mock_cli.run(args, out=console.out)
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        action="append",
+        help="webui URL (overrides server.url / server.urls); repeat for several webuis",
+    )
+    p.add_argument(
+        "--api-auth",
+        metavar="USER:PASS",
+        help=f"HTTP Basic credentials of the webui's --api-auth (or set {AUTH_ENV})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a job against the webui")
     p.add_argument("job", metavar="JOB")
-    p.add_argument("--server", metavar="URL", help="webui URL (overrides server.url)")
+    _server_options(p)
     p.add_argument("--out", metavar="DIR", help="output directory (overrides output.dir)")
     p.add_argument("--quiet", action="store_true", help="only errors and the summary line")
     p.add_argument(
@@ -167,7 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait up to SECONDS for the webui to come up (overrides server.wait)",
     )
     p.add_argument("--log-file", metavar="PATH", help="also append timestamped lines to PATH")
+    p.add_argument(
+        "--strict", action="store_true", help="an image the webui made otherwise than asked fails"
+    )
+    p.add_argument(
+        "--no-preflight", action="store_true", help="skip checking the job against the webui"
+    )
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("check", help="check a job against the webui(s) without generating")
+    p.add_argument("job", metavar="JOB")
+    _server_options(p)
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("sheet", help="(re)build labelled X/Y/Z sheets from an output dir")
     p.add_argument("out_dir", metavar="OUTDIR")

@@ -7,6 +7,7 @@ mapping live in `jobschema`, the rules a schema cannot express in `jobrules`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import yaml
 
 from sdbatch.axes import expand_axis
 from sdbatch.errors import JobFileError, JobValidationError, Problem
+from sdbatch.jobpositions import JobPositions, no_positions, node_positions
 from sdbatch.jobrules import check_rules, key_problems
 from sdbatch.jobschema import Positions, field_kind, schema_problems
 from sdbatch.sweeprules import PromptSource, check_sweep
@@ -30,6 +32,17 @@ class ServerConfig:
     timeout: float = 600.0  # seconds per request
     retries: int = 5  # attempts after the first failure
     wait: float = 0.0  # seconds to wait for the webui to come up before the run; 0: don't
+    urls: tuple[str, ...] = ()  # several webuis sharing the work; empty: just `url`
+    concurrency: int = 1  # generations at once per webui (each webui serialises its own)
+    # Extra request headers for reverse proxies. Values may name environment variables
+    # (${TOKEN}); they are expanded only when the session is built, so the job as loaded, and
+    # everything recorded from it, never holds the secret.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool | str = True  # TLS verification, or a CA bundle path
+
+    @property
+    def all_urls(self) -> tuple[str, ...]:
+        return self.urls or (self.url,)
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,11 @@ class Job:
     variants: VariantMode = VariantMode.COMBINATORIAL
     variant_seed: int | None = None  # `variants: {random_seed: R}`
     sheet: SheetSpec | None = None
+    # Where each value sits in the job file (`$.grid.sampler_name[1]` -> (line, col), 1-based),
+    # and the file as the user typed it: later stages (preflight) report `file:line:col` too.
+    # Not part of what the job means: two jobs differing only in layout compare equal.
+    positions: JobPositions = field(default_factory=no_positions, compare=False, repr=False)
+    file: str = field(default="", compare=False)
 
 
 SEEDS_DEFAULT = SeedSpec(count=1)
@@ -127,7 +145,8 @@ def load_job(path: str | Path) -> Job:
     problems += sweep_problems
     if problems:
         raise JobValidationError(problems)
-    return _build(data, job_path, prompts)
+    job = _build(data, job_path, prompts)
+    return dataclasses.replace(job, positions=node_positions(positions), file=file)
 
 
 def _parse(text: str, file: str) -> tuple[Positions, Any, list[Problem]]:
@@ -217,6 +236,10 @@ def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -
             timeout=float(server.get("timeout", ServerConfig.timeout)),
             retries=int(server.get("retries", ServerConfig.retries)),
             wait=float(server.get("wait", ServerConfig.wait)),
+            urls=tuple(server.get("urls") or ()),
+            concurrency=int(server.get("concurrency", ServerConfig.concurrency)),
+            headers=dict(server.get("headers") or {}),
+            verify=server.get("verify", True),
         ),
         defaults=dict(data.get("defaults") or {}),
         prompts=tuple(prompts),

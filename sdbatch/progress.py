@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,12 +53,19 @@ class Progress:
         self.done = 0
         self.failed_rows: list[Mapping[str, Any]] = []
         self.server_version: str | None = None
+        self.mismatched_rows: list[Mapping[str, Any]] = []
+        self.per_server: collections.Counter[str] = collections.Counter()
         self._clock = clock
         self._start = clock()
         self._last_line = float("-inf")
         self._bar: tqdm[Any] | None = None
+        self.closed = False
         if console.is_tty and not console.quiet:
             self._bar = tqdm(total=total, unit="img", file=console.err, dynamic_ncols=True)
+
+    @property
+    def has_bar(self) -> bool:
+        return self._bar is not None
 
     @property
     def elapsed(self) -> float:
@@ -66,6 +74,10 @@ class Progress:
     def image_saved(self, row: Mapping[str, Any]) -> None:
         self.done += 1
         self.server_version = row.get("server_version") or self.server_version
+        self.per_server[row.get("server") or "?"] += 1
+        if row["status"] == "mismatch":
+            self.mismatched_rows.append(row)
+            self._say(f"{row['file']}: the webui did not make what was asked: {row['mismatch']}")
         if self._bar is not None:
             self._bar.update(1)
             return
@@ -78,11 +90,21 @@ class Progress:
     def payload_failed(self, row: Mapping[str, Any]) -> None:
         self.failed_rows.append(row)
         message = f"payload {row['payload_index']} failed after {row['attempts']} attempt(s): "
+        self._say(message + str(row["error"]))
+
+    def _say(self, message: str) -> None:
+        """A warning that must be seen, even under --quiet, without tearing the bar."""
         if self._bar is not None:
-            self._bar.write(f"sdbatch: error: {message}{row['error']}", file=self.console.err)
+            self._bar.write(f"sdbatch: error: {message}", file=self.console.err)
         else:
-            self.console.error(message + str(row["error"]))
+            self.console.error(message)
+
+    def show_step(self, text: str) -> None:
+        """The sampling step the webui is at, next to the bar (a terminal only)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
+        self.closed = True
         if self._bar is not None:
             self._bar.close()

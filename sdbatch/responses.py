@@ -42,6 +42,7 @@ class Outcome:
     attempts: int  # HTTP attempts for the planned payload, split parts included
     started: float  # epoch seconds
     finished: float
+    server: str = ""  # the webui that answered
 
     @property
     def ok(self) -> bool:
@@ -55,6 +56,7 @@ class GeneratedImage:
     seed: int  # the seed the server used for this image
     payload: Mapping[str, Any]  # the request that made it
     info: Mapping[str, Any]  # that response's decoded `info`
+    infotext: str | None = None  # its own line of `info.infotexts` (the PNG `parameters` text)
 
 
 def server_message(response: requests.Response) -> str:
@@ -98,6 +100,7 @@ def decode(response: Response) -> list[GeneratedImage]:
     first = int(info.get("index_of_first_image") or 0)
     expected = int(sent.get("batch_size") or 1) * int(sent.get("n_iter") or 1)
     seeds = info.get("all_seeds") or []
+    infotexts = info.get("infotexts") or []
     result = []
     for i, encoded in enumerate(images[first : first + expected]):
         try:
@@ -105,5 +108,8 @@ def decode(response: Response) -> list[GeneratedImage]:
         except (binascii.Error, AttributeError) as exc:
             raise DecodeError(f"image {i} is not valid base64: {exc}") from exc
         seed = int(seeds[i]) if i < len(seeds) else int(sent["seed"]) + i
-        result.append(GeneratedImage(response.first_image + i, data, seed, sent, info))
+        # infotexts run parallel to `images`, the grid's included.
+        text = infotexts[first + i] if first + i < len(infotexts) else None
+        image = GeneratedImage(response.first_image + i, data, seed, sent, info, text)
+        result.append(image)
     return result

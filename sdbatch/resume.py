@@ -84,7 +84,7 @@ class _Done:
     sha256: object
 
 
-def _read_manifest(path: Path, job_name: str) -> tuple[list[_Done], int]:
+def _read_manifest(path: Path, job_name: str, strict: bool) -> tuple[list[_Done], int]:
     """The ok rows and the number of unparsable lines. A line cut short by a crash is dropped
     from the file itself, so the next append starts on a fresh line."""
     if not path.exists():
@@ -106,7 +106,9 @@ def _read_manifest(path: Path, job_name: str) -> tuple[list[_Done], int]:
                 f"{path.parent} holds the manifest of job {row['job']!r}, not {job_name!r}: "
                 "pick another --out, or use --fresh"
             )
-        if row.get("status") == "ok":
+        # A mismatch (the webui made it otherwise than asked) is kept, not made again: the same
+        # webui would substitute again. Under --strict it counts as failed and is retried.
+        if row.get("status") == "ok" or (row.get("status") == "mismatch" and not strict):
             ok.append(
                 _Done(
                     str(row.get("id")),
@@ -140,7 +142,9 @@ def _intact(out_dir: str, row: _Done, verify: bool) -> bool:
     return digest.hexdigest() == row.sha256
 
 
-def open_output(out_dir: Path, job_name: str, *, verify: bool = False) -> OutputState:
+def open_output(
+    out_dir: Path, job_name: str, *, verify: bool = False, strict: bool = False
+) -> OutputState:
     """Claim `out_dir` for this run and read what is done in it."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +158,7 @@ def open_output(out_dir: Path, job_name: str, *, verify: bool = False) -> Output
         # only rescan them over and over (it doubled the time), so it pauses meanwhile.
         gc.disable()
         try:
-            ok, torn = _read_manifest(out_dir / MANIFEST, job_name)
+            ok, torn = _read_manifest(out_dir / MANIFEST, job_name, strict)
         finally:
             gc.enable()
         done = frozenset(row.id for row in ok if _intact(str(out_dir), row, verify))

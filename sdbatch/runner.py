@@ -1,8 +1,8 @@
-"""Drives a run: requests go out on two request threads while a writer thread decodes and saves.
+"""Drives a run: requests go out on request threads (dispatch) while a writer thread saves.
 
-Entry point: `run_plan(plan, out_dir, ...) -> RunResult`. The webui generates one request at a
-time; sdbatch keeps the next request queued behind the current one and decodes and writes
-responses on a writer thread, so the server never waits for the client.
+Entry point: `run_job(plan, out_dir, ...) -> RunResult`: claim the output dir, resume, run what
+is left (`run_plan`), write summary.json and draw the pictures. Responses are decoded and written
+on the writer thread, so the webuis never wait for our disk.
 """
 
 from __future__ import annotations
@@ -11,34 +11,28 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdbatch.dispatch import Stopper, dispatch
 from sdbatch.errors import ExitCode, SdbatchError
 from sdbatch.gallery import build_gallery
 from sdbatch.loader import Job
 from sdbatch.manifest import PLANNED
-from sdbatch.plan import Plan, PlannedPayload
+from sdbatch.plan import Plan
 from sdbatch.progress import Console, Progress
 from sdbatch.resume import Todo, open_output, todo
+from sdbatch.serverwait import sampling_step
 from sdbatch.sheet import build_sheets
 from sdbatch.worker import Outcome, Worker
-from sdbatch.writer import SUMMARY, RunInfo, Writer, write_json
-
-# One request generating and one waiting in the webui's FIFO queue: the GPU starts the next image
-# the moment it finishes one, instead of idling while the response travels, is decoded and
-# written, and the next request arrives. More would only sit in the webui's queue (and its
-# thread pool), where a Ctrl-C can no longer take them back.
-IN_FLIGHT = 2
+from sdbatch.writer import SUMMARY, PostCheck, RunInfo, Writer, write_json
 
 # Outcomes waiting for the writer hold whole response bodies; a few are enough to absorb a
 # slow disk without letting memory grow with the plan.
 WRITE_QUEUE_DEPTH = 4
+STEP_POLL = 1.0  # seconds between /progress polls for the bar
 
 
 @dataclass
@@ -52,6 +46,10 @@ class RunResult:
     server_version: str | None = None
     signal: int | None = None  # the signal that stopped the run early
     error: SdbatchError | None = None  # what aborted the run
+    mismatched: list[dict[str, Any]] = field(default_factory=list)  # made otherwise than asked
+    strict: bool = False  # --strict: a mismatch counts as a failure
+    per_server: dict[str, int] = field(default_factory=dict)  # images saved, by webui
+    model_switches: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -59,13 +57,15 @@ class RunResult:
             return self.error.exit_code
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
-        return ExitCode.PARTIAL if self.failed else ExitCode.OK
+        bad = self.failed or (self.strict and self.mismatched)
+        return ExitCode.PARTIAL if bad else ExitCode.OK
 
     def summary(self) -> str:
         rate = self.saved / self.elapsed * 60 if self.elapsed > 0 else 0.0
         text = (
             f"{self.saved} images saved, {self.skipped} already done, {len(self.failed)} "
-            f"payload(s) failed, {self.skipped + self.saved}/{self.planned_images} done, "
+            f"payload(s) failed, {len(self.mismatched)} mismatched, "
+            f"{self.skipped + self.saved}/{self.planned_images} done, "
             f"{self.elapsed:.1f} s ({rate:.1f} images/min), exit {int(self.exit_code)}"
             f" -> {self.out_dir}"
         )
@@ -83,6 +83,12 @@ class RunResult:
                 {"id": r["id"], "payload_index": r["payload_index"], "error": r["error"]}
                 for r in self.failed
             ],
+            "mismatched": [
+                {"id": r["id"], "file": r["file"], "mismatch": r["mismatch"]}
+                for r in self.mismatched
+            ],
+            "images_per_server": self.per_server,
+            "model_switches": self.model_switches,
             "images_per_minute": round(self.saved / self.elapsed * 60, 2) if self.elapsed else 0,
             "wall_time": round(self.elapsed, 3),
             "server_version": self.server_version,
@@ -108,7 +114,7 @@ class _WriterThread(threading.Thread):
                 continue  # keep draining so the producer never blocks on a dead consumer
             try:
                 for row in self.writer.write(outcome):
-                    if row["status"] == "ok":
+                    if row["status"] in ("ok", "mismatch"):
                         self.progress.image_saved(row)
                     else:
                         self.progress.payload_failed(row)
@@ -116,75 +122,30 @@ class _WriterThread(threading.Thread):
                 self.error = exc
 
 
-class _Stopper:
-    """SIGINT/SIGTERM handling. The first signal stops new payloads and lets the ones at the
-    server finish and be saved; a second one asks the webui to interrupt and stops waiting."""
+def _poll_steps(worker: Worker, progress: Progress) -> None:
+    """On a terminal, show the webui's sampling step next to the bar. Gently: once a second,
+    without the live preview image, on a daemon thread that ends with the process."""
 
-    def __init__(self, worker: Worker, console: Console) -> None:
-        self.worker = worker
-        self.console = console
-        self.signum: int | None = None
-        self.hard = threading.Event()
-        self._saved: dict[int, Any] = {}
+    def poll() -> None:
+        while not progress.closed:
+            step = sampling_step(worker.session, worker.url)
+            if step:
+                progress.show_step(step)
+            time.sleep(STEP_POLL)
 
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.signum is None:
-            self.signum = signum
-            self.console.error(
-                f"{signal.Signals(signum).name}: finishing the request(s) in flight; "
-                "send it again to interrupt them"
-            )
-            return
-        self.hard.set()
-        self.console.error("interrupting the webui and stopping now")
-        threading.Thread(target=self.worker.interrupt, daemon=True).start()
-
-    def __enter__(self) -> _Stopper:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._saved[signum] = signal.signal(signum, self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._saved.items():
-            signal.signal(signum, handler)
-
-
-def _in_thread(fn: Callable[[PlannedPayload], Outcome], item: PlannedPayload) -> Future[Outcome]:
-    # Daemon threads, unlike a ThreadPoolExecutor's, do not hold the process open at exit, so a
-    # hard stop need not wait for a request the webui is still working on.
-    future: Future[Outcome] = Future()
-
-    def target() -> None:
-        try:
-            future.set_result(fn(item))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=target, name=f"sdbatch-request-{item.index}", daemon=True).start()
-    return future
-
-
-def _result(future: Future[Outcome], stopper: _Stopper) -> Outcome | None:
-    """The outcome, or None once a hard stop means we no longer want it: an answer that comes
-    after the webui was told to interrupt may hold a half-denoised image."""
-    while not stopper.hard.is_set():
-        try:
-            outcome = future.result(timeout=0.2)
-        except FutureTimeout:
-            continue
-        return None if stopper.hard.is_set() else outcome
-    return None
+    threading.Thread(target=poll, name="sdbatch-progress", daemon=True).start()
 
 
 def run_plan(
     todo: Todo,
     out_dir: Path,
     *,
-    worker: Worker,
+    workers: Sequence[Worker],
     console: Console,
     run_info: RunInfo,
     claimed: frozenset[str] = frozenset(),
+    postcheck: PostCheck | None = None,
+    strict: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Send every payload still to do and save what comes back; return the tally.
@@ -193,32 +154,31 @@ def run_plan(
     run and is returned in `RunResult.error`: what was saved stays, the writer has drained.
     """
     plan = todo.plan
-    writer = Writer(out_dir, plan.job.output.filename, run_info, done=todo.done, claimed=claimed)
+    writer = Writer(
+        out_dir,
+        plan.job.output.filename,
+        run_info,
+        done=todo.done,
+        claimed=claimed,
+        postcheck=postcheck,
+    )
     progress = Progress(console, todo.images, clock=clock)
     thread = _WriterThread(writer, progress)
-    result = RunResult(out_dir, plan.image_count, skipped=todo.done_images)
+    result = RunResult(out_dir, plan.image_count, skipped=todo.done_images, strict=strict)
     thread.start()
-    pending: deque[Future[Outcome]] = deque()
-
-    def collect() -> None:
-        outcome = _result(pending.popleft(), stopper)
-        if outcome is not None:
-            thread.inbox.put(outcome)
-
-    with _Stopper(worker, console) as stopper:
+    if progress.has_bar and workers:
+        _poll_steps(workers[0], progress)
+    with Stopper(list(workers), console) as stopper:
         try:
-            for item in todo.payloads():
-                if thread.error is not None or stopper.signum is not None:
-                    break
-                pending.append(_in_thread(worker.submit, item))
-                if len(pending) >= IN_FLIGHT:
-                    collect()
-            # What is already at the server is generated whether we wait or not (the webui
-            # does not notice a client going away), so it is collected and saved too.
-            while pending and not stopper.hard.is_set():
-                collect()
-        except SdbatchError as exc:
-            result.error = exc
+            result.error = dispatch(
+                todo.payloads(),
+                list(workers),
+                thread.inbox.put,
+                stopper,
+                console,
+                concurrency=plan.job.server.concurrency,
+                should_stop=lambda: thread.error is not None,
+            )
         finally:
             thread.inbox.put(None)
             thread.join()
@@ -231,6 +191,9 @@ def run_plan(
     result.signal = stopper.signum
     result.saved = progress.done
     result.failed = [dict(row) for row in progress.failed_rows]
+    result.mismatched = [dict(row) for row in progress.mismatched_rows]
+    result.per_server = dict(progress.per_server)
+    result.model_switches = sum(w.model_switches for w in workers)
     result.elapsed = progress.elapsed
     result.server_version = progress.server_version
     return result
@@ -269,17 +232,19 @@ def run_job(
     plan: Plan,
     out_dir: Path,
     *,
-    worker: Worker,
+    workers: Sequence[Worker],
     console: Console,
     run_info: RunInfo,
     verify: bool = False,
+    postcheck: PostCheck | None = None,
+    strict: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Claim the output dir, resume what an earlier run left, run the rest, write summary.json.
 
     Raises the error that aborted the run, if any, after the summary is written.
     """
-    state = open_output(out_dir, plan.job.name, verify=verify)
+    state = open_output(out_dir, plan.job.name, verify=verify, strict=strict)
     try:
         left = todo(plan, state.done)
         write_json(out_dir / PLANNED, _planned(plan))
@@ -289,10 +254,12 @@ def run_job(
         result = run_plan(
             left,
             out_dir,
-            worker=worker,
+            workers=workers,
             console=console,
             run_info=run_info,
             claimed=state.files,
+            postcheck=postcheck,
+            strict=strict,
             clock=clock,
         )
         _pictures(plan.job, out_dir, console)

@@ -78,14 +78,27 @@ def wait_for_server(
             http.close()
 
 
-def webui_busy(session: requests.Session, url: str) -> bool:
-    """True while the webui runs a job (`state.job_count != 0`: -1 while a job starts, N while
-    it runs, 0 when idle). False when /progress cannot tell: waiting would be blind."""
+def _state(session: requests.Session, url: str) -> dict[str, Any] | None:
+    """/progress's `state`, or None when it cannot be had."""
     try:
         response = session.get(url.rstrip("/") + PROBE, timeout=PROBE_TIMEOUT)
         state = response.json().get("state") if response.status_code == 200 else None
     except (requests.RequestException, ValueError, AttributeError):
-        return False
-    if not isinstance(state, dict):
-        return False
-    return state.get("job_count", 0) != 0
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def webui_busy(session: requests.Session, url: str) -> bool:
+    """True while the webui runs a job (`state.job_count != 0`: -1 while a job starts, N while
+    it runs, 0 when idle). False when /progress cannot tell: waiting would be blind."""
+    state = _state(session, url)
+    return state is not None and state.get("job_count", 0) != 0
+
+
+def sampling_step(session: requests.Session, url: str) -> str | None:
+    """ "step 12/25" while the webui samples, for the progress bar; None when idle or unknown."""
+    state = _state(session, url)
+    if not state or not state.get("job_count"):
+        return None
+    step, steps = state.get("sampling_step"), state.get("sampling_steps")
+    return f"step {step}/{steps}" if isinstance(steps, int) and steps > 0 else None

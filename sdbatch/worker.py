@@ -119,12 +119,21 @@ class Worker:
         self,
         server: ServerConfig,
         *,
+        url: str | None = None,
         session: requests.Session | None = None,
+        translate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.server = server
+        self.url = url or server.url  # one of server.all_urls
+        # What this webui needs sent instead of the planned payload (preflight's Translation:
+        # canonical checkpoint names, legacy sampler names); the manifest records the result.
+        self._translate = translate or dict
+        self.model_switches = 0
+        self._model: object = None  # the checkpoint of the last payload sent
+        self._model_lock = threading.Lock()
         if session is None:
             session = requests.Session()
             adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
@@ -134,7 +143,7 @@ class Worker:
         self._sleep = sleep
         self._clock = clock
         self._monotonic = monotonic
-        self._base = server.url.rstrip("/")
+        self._base = self.url.rstrip("/")
         self.gate = _Gate()
 
     def interrupt(self) -> None:
@@ -143,7 +152,7 @@ class Worker:
         try:
             response = self.session.post(self._base + INTERRUPT, timeout=INTERRUPT_TIMEOUT)
         except requests.RequestException as exc:
-            log.warning("could not interrupt the webui at %s: %s", self.server.url, exc)
+            log.warning("could not interrupt the webui at %s: %s", self.url, exc)
             return
         if response.status_code >= 300:  # A1111 answers 200 {}, SD.Next 204
             log.warning("interrupting the webui failed: %s", server_message(response))
@@ -174,7 +183,7 @@ class Worker:
                 self._base + TXT2IMG, json=payload, timeout=self.server.timeout
             )
         except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
-            raise _Transient(f"cannot reach {self.server.url}: {exc}", reached=False) from exc
+            raise _Transient(f"cannot reach {self.url}: {exc}", reached=False) from exc
         except requests.Timeout as exc:  # a read timeout: the webui has it and goes on
             tally.reached = True
             self._wait_until_idle()
@@ -272,8 +281,10 @@ class Worker:
         started = self._clock()
         tally = _Tally()
         responses: list[Response] = []
+        payload = self._translate(item.payload)
+        self._count_model_switch(payload)
         try:
-            errors = self._send(item, item.payload, 0, tally, responses)
+            errors = self._send(item, payload, 0, tally, responses)
         except _Transient as exc:
             if not tally.reached:
                 raise ServerUnreachableError(
@@ -284,4 +295,13 @@ class Worker:
         if error is not None and responses:
             made = sum(batch_size(r.payload) * int(r.payload.get("n_iter") or 1) for r in responses)
             error += f" ({item.image_count - made} of {item.image_count} images not made)"
-        return Outcome(item, tuple(responses), error, tally.attempts, started, self._clock())
+        finished = self._clock()
+        return Outcome(item, tuple(responses), error, tally.attempts, started, finished, self.url)
+
+    def _count_model_switch(self, payload: Mapping[str, Any]) -> None:
+        """A payload asking for another checkpoint than the last one costs the webui a load."""
+        model = (payload.get("override_settings") or {}).get("sd_model_checkpoint")
+        with self._model_lock:
+            if model != self._model:
+                self.model_switches += self._model is not None or model is not None
+                self._model = model

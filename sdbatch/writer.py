@@ -58,6 +58,10 @@ def unique_path(path: Path, exists: Callable[[Path], bool] = Path.exists) -> Pat
     return candidate
 
 
+# (server url, image) -> the differences {field: [asked, got]}; {} when the image is as asked.
+PostCheck = Callable[[str, GeneratedImage], Mapping[str, list[Any]]]
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Replace a small JSON file whole (temporary file + rename): summary.json and plan.json
     describe the latest run."""
@@ -88,8 +92,10 @@ class Writer:
         *,
         done: frozenset[str] = frozenset(),
         claimed: frozenset[str] = frozenset(),
+        postcheck: PostCheck | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.postcheck = postcheck
         self.template = filename_template
         self.run = run
         self.done = done  # image ids finished by an earlier run: never written again
@@ -154,6 +160,7 @@ class Writer:
         item = outcome.item
         return {
             "job": self.run.name,
+            "server": outcome.server,
             "payload_id": item.id,
             "payload_index": item.index,
             "prompt_index": item.prompt_index,
@@ -218,9 +225,11 @@ class Writer:
             width, height = img.size
         extra = info.get("extra_generation_params")
         extra = extra if isinstance(extra, dict) else {}
+        # What the webui says it used, against what was asked: it substitutes silently.
+        mismatch = self.postcheck(outcome.server, image) if self.postcheck else {}
         row = {
             "id": fields["id"],
-            "status": "ok",
+            "status": "mismatch" if mismatch else "ok",
             "file": path.relative_to(self.out_dir).as_posix(),
             "image_index": image.image_index,
             "seed": image.seed,
@@ -239,6 +248,7 @@ class Writer:
             **self._base_row(outcome),
             "payload": dict(image.payload),
             "error": None,
+            "mismatch": mismatch or None,
         }
         self._append(row)
         return row

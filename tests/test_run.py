@@ -88,7 +88,7 @@ def test_flaky_server_still_yields_every_image_once(webui: MockWebui, tmp_path: 
     result = run_job(
         plan,
         out,
-        worker=Worker(job.server, sleep=lambda s: None),
+        workers=[Worker(job.server, sleep=lambda s: None)],
         console=Console(io.StringIO(), err),
         run_info=RunInfo("t", "d", "t"),
     )
@@ -112,7 +112,7 @@ def test_422_payload_fails_once_and_run_exits_1(
     )
     out = tmp_path / "out"
     result = run_cli("run", str(path), "--server", webui.url, "--out", str(out), expect=1)
-    rows = manifest(out)
+    rows = sorted(manifest(out), key=lambda r: r["payload_index"])
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
     failed = rows[1]
     assert failed["attempts"] == 1

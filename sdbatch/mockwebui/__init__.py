@@ -9,6 +9,10 @@ carrying their infotext. It also serves /progress, /interrupt, /skip, /options, 
 /schedulers, /sd-models, /upscalers, /latent-upscale-modes, /memory and /cmd-flags, with
 optional HTTP Basic auth on `/sdapi/v1/*`.
 
+`behaviour="v1.9" | "v1.8" | "forge" | "sdnext"` poses as another webui (behaviours.py: sampler
+validation, request model, error shapes, info keys, routes); `substitute={"sampler_name": ...}`
+silently replaces a requested value; `.model_loads` counts checkpoint switches.
+
 Tests inject faults (500s and other statuses, connection resets, hangs, random rates,
 out-of-memory errors above a batch size or for given seeds, long jobs) through
 `MockWebui.inject(...)` or `POST /mock/faults`, and read what happened from `.requests`,

@@ -1,7 +1,7 @@
 """What the stand-in webui claims to have installed: samplers, schedulers, models, options.
 
 The names and shapes are those of A1111 v1.10.1 (a1111-api.md §5). Everything here is static
-data; a later `behaviour` (v1.9, Forge, SD.Next) would swap in its own `Catalog`.
+data; the other behaviours swap in their own `Catalog` (variants.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ VERSION = "v1.10.1"
 class Sampler:
     name: str
     aliases: tuple[str, ...]
-    # Stringified the way pydantic v1 renders SamplerItem.options (True -> "True").
-    options: tuple[tuple[str, str], ...] = ()
+    # Stringified the way pydantic v1 renders SamplerItem.options (True -> "True"); SD.Next
+    # lists its diffusers config with native JSON values.
+    options: tuple[tuple[str, Any], ...] = ()
+    cls: str | None = None  # the diffusers scheduler class (SD.Next /schedulers)
 
     @property
     def default_scheduler(self) -> str | None:

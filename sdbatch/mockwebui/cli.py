@@ -10,6 +10,7 @@ import os
 import threading
 from typing import TextIO
 
+from sdbatch.mockwebui.behaviours import NAMES
 from sdbatch.mockwebui.images import FORMATS
 from sdbatch.mockwebui.webui import MockWebui
 
@@ -57,6 +58,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"require HTTP Basic auth on /sdapi/v1/* (or set {AUTH_ENV})",
     )
 
+    parser.add_argument(
+        "--behaviour",
+        choices=NAMES,
+        default="v1.10",
+        help="which webui to pose as: A1111 v1.10.1/v1.9.4/v1.8.0, Forge or SD.Next (v1.10)",
+    )
+    parser.add_argument(
+        "--substitute",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="silently use VALUE instead of the requested FIELD (sampler_name, scheduler, "
+        "sd_model_checkpoint, steps, cfg_scale, width, height); repeatable",
+    )
+    parser.add_argument(
+        "--model-load-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="simulated time a checkpoint switch takes",
+    )
+
+
+def _parse_substitute(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--substitute must look like FIELD=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
 
 def _parse_auth(value: str | None) -> tuple[str, str] | None:
     if not value:
@@ -79,6 +112,9 @@ def run(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None =
         image_delay=args.image_delay,
         samples_format=args.samples_format,
         seed=args.seed,
+        behaviour=args.behaviour,
+        substitute=_parse_substitute(args.substitute),
+        model_load_delay=args.model_load_delay,
     )
     if args.fail_rate or args.reset_rate:
         server.inject(fail_rate=args.fail_rate, reset_rate=args.reset_rate)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdbatch.mockwebui.behaviours import Behaviour
 from sdbatch.mockwebui.catalog import Catalog, Checkpoint
 from sdbatch.mockwebui.errors import http_exception, webui_exception
 
@@ -31,44 +32,6 @@ def check_scripts(req: Mapping[str, Any], catalog: Catalog) -> None:
             )
         if str(title).lower() not in catalog.alwayson_scripts:
             raise http_exception(422, f"always on script {title} not found")
-
-
-def resolve_sampler(req: Mapping[str, Any], catalog: Catalog) -> tuple[str, str | None]:
-    """(sampler name, p.scheduler) after get_sampler_and_scheduler and the API's populate step.
-
-    v1.10: an unknown sampler silently becomes the first one ("DPM++ 2M"); a trailing scheduler
-    label/name/alias ("DPM++ 2M Karras") is split off and used only if the client sent none.
-    """
-    default = catalog.samplers[0]
-    name = req["sampler_name"] or req["sampler_index"] or default.name
-    found = catalog.scheduler(req["scheduler"]) or catalog.schedulers[0]
-    for sch in catalog.schedulers:
-        suffix = next(
-            (o for o in (sch.label, sch.name, *(sch.aliases or ())) if name.endswith(" " + o)), None
-        )
-        if suffix is not None:
-            found, name = sch, name[: -(len(suffix) + 1)]
-            break
-    sampler = catalog.sampler(name) or default
-    if sampler.default_scheduler == found.name:  # convert_automatic=True
-        found = catalog.schedulers[0]
-    scheduler = req["scheduler"]
-    if not scheduler and found.name != "automatic":
-        scheduler = found.label
-    return sampler.name, scheduler
-
-
-def schedule_type(catalog: Catalog, sampler: str, scheduler: str | None) -> str | None:
-    """The "Schedule type" label KDiffusionSampler.get_sigmas records, None for model default.
-
-    An unknown p.scheduler is corrected to Automatic (fix_p_invalid_sampler_and_scheduler), and
-    Automatic means the sampler's own default ("DPM++ 2M" -> Karras, "Euler" -> none).
-    """
-    found = catalog.scheduler(scheduler)
-    if found is None or found.name == "automatic":
-        s = catalog.sampler(sampler)
-        found = catalog.scheduler(s.default_scheduler if s else None)
-    return None if found is None or found.name == "automatic" else found.label
 
 
 def apply_overrides(
@@ -102,8 +65,12 @@ class Job:
     subseeds: tuple[int, ...]
     size: tuple[int, int]  # of the returned images (the hires target with enable_hr)
     timestamp: str
-    version: str
+    behaviour: Behaviour
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.behaviour.version
 
     @property
     def restore_faces(self) -> bool:
@@ -123,34 +90,31 @@ def plan_job(
     req: Mapping[str, Any],
     opts: Mapping[str, Any],
     checkpoint: Checkpoint,
-    catalog: Catalog,
+    behaviour: Behaviour,
     rng: random.Random,
     timestamp: str,
 ) -> Job:
-    sampler, scheduler = resolve_sampler(req, catalog)
+    resolved = behaviour.resolve(req, behaviour.catalog)
     n = max(0, req["batch_size"] or 1) * max(0, req["n_iter"] or 1)
     seed = fixed_seed(req["seed"], rng)
     subseed = fixed_seed(req["subseed"], rng)
     variation = (req["subseed_strength"] or 0) != 0
     seeds = tuple(seed + (0 if variation else i) for i in range(n))
-    extra: dict[str, Any] = {}
-    label = schedule_type(catalog, sampler, scheduler)
-    if label is not None:
-        extra["Schedule type"] = label
+    extra: dict[str, Any] = dict(resolved.extra)
     size = (req["width"], req["height"])
     if req["enable_hr"]:
-        size = _hires(req, catalog, extra)
+        size = _hires(req, behaviour.catalog, extra)
     return Job(
         req,
         opts,
         checkpoint,
-        sampler,
-        label,
+        resolved.sampler,
+        resolved.schedule,
         seeds,
         tuple(subseed + i for i in range(n)),
         size,
         timestamp,
-        catalog.version,
+        behaviour,
         extra,
     )
 
@@ -193,7 +157,7 @@ def infotext(job: Job, index: int) -> str:
     params: dict[str, Any] = {
         "Steps": req["steps"],
         "Sampler": job.sampler,
-        "Schedule type": job.schedule,
+        "Schedule type": job.extra.get("Schedule type"),
         "CFG scale": req["cfg_scale"],
         "Seed": job.seeds[index],
         "Face restoration": opts["face_restoration_model"] if job.restore_faces else None,
@@ -259,4 +223,8 @@ def info(job: Job, infotexts: list[str], index_of_first_image: int) -> str:
         "is_using_inpainting_conditioning": False,
         "version": job.version,
     }
+    for key in job.behaviour.info_drop:
+        del obj[key]
+    for key, source in job.behaviour.info_add:
+        obj[key] = None if source is None else req[source]
     return json.dumps(obj, default=lambda o: None)

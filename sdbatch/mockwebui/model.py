@@ -11,10 +11,11 @@ import copy
 import email.message
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from sdbatch.mockwebui import pydantic2
 from sdbatch.mockwebui.errors import ApiError, http_exception
+from sdbatch.mockwebui.fields import FIELDS, Field
 
 # pydantic v1's BOOL_TRUE / BOOL_FALSE sets; 1.0 matches 1 through ==, as it does there.
 _TRUE: frozenset[Any] = frozenset({1, "1", "on", "t", "true", "y", "yes"})
@@ -97,86 +98,24 @@ def _dict(v: Any) -> dict[Any, Any]:
         raise _Invalid("value is not a valid dict", "type_error.dict") from None
 
 
-@dataclass(frozen=True)
-class Field:
-    name: str
-    coerce: Callable[[Any], Any]
-    default: Any
-    nullable: bool = True  # dataclass-derived fields are Optional[...]
-
-
-def _f(name: str, coerce: Callable[[Any], Any], default: Any, nullable: bool = True) -> Field:
-    return Field(name, coerce, default, nullable)
-
-
-# Model order of StableDiffusionTxt2ImgProcessingAPI at v1.10.1 (a1111-api.md §1); `parameters`
-# in the response echoes the request in this order.
-FIELDS: tuple[Field, ...] = (
-    _f("prompt", _str, ""),
-    _f("negative_prompt", _str, ""),
-    _f("styles", _str_list, None),
-    _f("seed", _int, -1),
-    _f("subseed", _int, -1),
-    _f("subseed_strength", _float, 0),
-    _f("seed_resize_from_h", _int, -1),
-    _f("seed_resize_from_w", _int, -1),
-    _f("sampler_name", _str, None),
-    _f("scheduler", _str, None),
-    _f("batch_size", _int, 1),
-    _f("n_iter", _int, 1),
-    _f("steps", _int, 50),
-    _f("cfg_scale", _float, 7.0),
-    _f("width", _int, 512),
-    _f("height", _int, 512),
-    _f("restore_faces", _bool, None),
-    _f("tiling", _bool, None),
-    _f("do_not_save_samples", _bool, False),
-    _f("do_not_save_grid", _bool, False),
-    _f("eta", _float, None),
-    _f("denoising_strength", _float, None),
-    _f("s_min_uncond", _float, None),
-    _f("s_churn", _float, None),
-    _f("s_tmax", _float, None),
-    _f("s_tmin", _float, None),
-    _f("s_noise", _float, None),
-    _f("override_settings", _dict, None),
-    _f("override_settings_restore_afterwards", _bool, True),
-    _f("refiner_checkpoint", _str, None),
-    _f("refiner_switch_at", _float, None),
-    _f("disable_extra_networks", _bool, False),
-    _f("firstpass_image", _str, None),
-    _f("comments", _dict, None),
-    _f("enable_hr", _bool, False),
-    _f("firstphase_width", _int, 0),
-    _f("firstphase_height", _int, 0),
-    _f("hr_scale", _float, 2.0),
-    _f("hr_upscaler", _str, None),
-    _f("hr_second_pass_steps", _int, 0),
-    _f("hr_resize_x", _int, 0),
-    _f("hr_resize_y", _int, 0),
-    _f("hr_checkpoint_name", _str, None),
-    _f("hr_sampler_name", _str, None),
-    _f("hr_scheduler", _str, None),
-    _f("hr_prompt", _str, ""),
-    _f("hr_negative_prompt", _str, ""),
-    _f("force_task_id", _str, None),
-    # API-only additions: the ones with a non-None default reject null.
-    _f("sampler_index", _str, "Euler", nullable=False),
-    _f("script_name", _str, None),
-    _f("script_args", _list, [], nullable=False),
-    _f("send_images", _bool, True, nullable=False),
-    _f("save_images", _bool, False, nullable=False),
-    _f("alwayson_scripts", _dict, {}, nullable=False),
-    _f("infotext", _str, None),
-)
+# pydantic v1 coercion per field kind; pydantic2.py has the v2 (Forge, SD.Next) counterparts.
+COERCE: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "str": _str,
+    "str_list": _str_list,
+    "list": _list,
+    "dict": _dict,
+}
 
 
 def _error(loc: tuple[Any, ...], msg: str, type_: str, **extra: Any) -> dict[str, Any]:
     return {"loc": ["body", *loc], "msg": msg, "type": type_, **extra}
 
 
-def decode_body(raw: bytes, content_type: str | None) -> Any:
-    """The body as FastAPI 0.94 hands it to validation: JSON, raw bytes, or None when empty.
+def decode_body(raw: bytes, content_type: str | None, v2: bool = False) -> Any:
+    """The body as FastAPI hands it to validation: JSON, raw bytes, or None when empty.
 
     Runs before auth is checked, because FastAPI parses the body before resolving dependencies.
     """
@@ -194,6 +133,8 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
+        if v2:
+            raise ApiError(422, {"detail": [pydantic2.json_error(exc)]}) from None
         ctx = {
             "msg": exc.msg,
             "doc": exc.doc,
@@ -204,21 +145,28 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
         raise ApiError(
             422, {"detail": [_error((exc.pos,), str(exc), "value_error.jsondecode", ctx=ctx)]}
         ) from None
-    except UnicodeDecodeError as exc:  # FastAPI's catch-all, rendered by A1111's handler
+    except UnicodeDecodeError as exc:  # FastAPI's catch-all, rendered by the webui's handler
         raise http_exception(400, "There was an error parsing the body") from exc
 
 
-def validate(body: Any) -> dict[str, Any]:
-    """The validated request, every field present, in model order; or a 422."""
+def validate(body: Any, fields: tuple[Field, ...] = FIELDS, v2: bool = False) -> dict[str, Any]:
+    """The validated request, every field present, in model order; or a 422 in the pydantic
+    v1 (A1111) or v2 (Forge, SD.Next) error format."""
     if body is None:
+        if v2:
+            raise ApiError(422, {"detail": [pydantic2.error((), "missing", None)]})
         raise ApiError(422, {"detail": [_error((), "field required", "value_error.missing")]})
+    if v2:
+        if not isinstance(body, dict):
+            raise ApiError(422, {"detail": [pydantic2.error((), "model_attributes_type", body)]})
+        return pydantic2.validate(body, fields)
     try:
         data = _dict(body)
     except _Invalid as exc:
         raise ApiError(422, {"detail": [_error((), exc.msg, exc.type_)]}) from None
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
-    for f in FIELDS:
+    for f in fields:
         if f.name not in data:
             values[f.name] = copy.deepcopy(f.default)
             continue
@@ -232,7 +180,7 @@ def validate(body: Any) -> dict[str, Any]:
                 )
             continue
         try:
-            values[f.name] = f.coerce(value)
+            values[f.name] = COERCE[f.kind](value)
         except _Invalid as exc:
             errors.append(_error((f.name, *exc.loc), exc.msg, exc.type_))
     if errors:

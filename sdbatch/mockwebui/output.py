@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from PIL import Image
 
 from sdbatch.mockwebui import generation, images
 from sdbatch.mockwebui.errors import http_exception
+from sdbatch.mockwebui.records import GeneratedImage
 
 
-def respond(job: generation.Job, pictures: list[Image.Image]) -> dict[str, Any]:
+def respond(
+    job: generation.Job, pictures: list[Image.Image], echo: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """TextToImageResponse for the images a job produced (fewer than planned after an
-    interrupt): `{"images": [...], "parameters": <request echo>, "info": "<JSON string>"}`."""
+    interrupt): `{"images": [...], "parameters": <request echo>, "info": "<JSON string>"}`.
+    `echo` is the request as sent when it differs from what the job ran (a substitution)."""
     req, opts = job.req, job.opts
     texts = [generation.infotext(job, i) for i in range(len(pictures))]
     returned, first = list(pictures), 0
@@ -38,4 +43,41 @@ def respond(job: generation.Job, pictures: list[Image.Image]) -> dict[str, Any]:
                 lossless=bool(opts["webp_lossless"]),
             )
             encoded.append(base64.b64encode(data).decode("ascii"))
-    return {"images": encoded, "parameters": dict(req), "info": generation.info(job, texts, first)}
+    return {
+        "images": encoded,
+        "parameters": dict(req if echo is None else echo),
+        "info": generation.info(job, texts, first),
+    }
+
+
+def record(job: generation.Job, index: int, time: float) -> GeneratedImage:
+    """What the mock logs for image `index`: the values it really used."""
+    req = job.req
+    return GeneratedImage(
+        prompt=req["prompt"],
+        negative_prompt=req["negative_prompt"],
+        seed=job.seeds[index],
+        subseed=job.subseeds[index],
+        width=job.size[0],
+        height=job.size[1],
+        steps=req["steps"],
+        cfg_scale=req["cfg_scale"],
+        sampler_name=job.sampler,
+        schedule_type=job.schedule,
+        model=job.checkpoint.title,
+        job_timestamp=job.timestamp,
+        index=index,
+        time=time,
+    )
+
+
+def render(job: generation.Job, index: int) -> Image.Image:
+    """The picture for image `index`, labelled with what it was made with."""
+    req = job.req
+    label = [
+        req["prompt"][:40],
+        f"seed {job.seeds[index]}",
+        f"steps {req['steps']}  cfg {req['cfg_scale']}",
+        job.sampler,
+    ]
+    return images.render(job.size[0], job.size[1], job.seeds[index], label, req["prompt"])

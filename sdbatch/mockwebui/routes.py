@@ -47,16 +47,18 @@ def check_auth(webui: MockWebui, header: str | None) -> None:
     if webui.auth is None:
         return
     scheme, _, token = (header or "").partition(" ")
+    # FastAPI's HTTPBasic sends WWW-Authenticate; only webuis that keep headers pass it on.
+    basic = {"WWW-Authenticate": "Basic"}
     if not header or scheme.lower() != "basic":
-        raise http_exception(401, "Not authenticated")
+        raise http_exception(401, "Not authenticated", basic)
     try:
         user, sep, password = base64.b64decode(token, validate=True).decode("ascii").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise http_exception(401, "Invalid authentication credentials") from None
+        raise http_exception(401, "Invalid authentication credentials", basic) from None
     if not sep:
-        raise http_exception(401, "Invalid authentication credentials")
+        raise http_exception(401, "Invalid authentication credentials", basic)
     if (user, password) != webui.auth:
-        raise http_exception(401, "Incorrect username or password")
+        raise http_exception(401, "Incorrect username or password", basic)
 
 
 def txt2img(webui: MockWebui, req: Request, out: Outcome) -> Any:
@@ -72,29 +74,21 @@ def txt2img(webui: MockWebui, req: Request, out: Outcome) -> Any:
         if webui.stopping.wait(fault.settings.hang_seconds):
             raise Dropped
     # FastAPI decodes the body before it resolves the auth dependency, then validates.
-    body = model.decode_body(req.raw, req.content_type)
+    v2 = webui.behaviour.pydantic_v2
+    body = model.decode_body(req.raw, req.content_type, v2)
     check_auth(webui, req.authorization)
-    response, seeds = webui.txt2img(model.validate(body))
+    response, seeds = webui.txt2img(model.validate(body, webui.behaviour.fields, v2))
     out.seeds, out.images = seeds, len(response["images"])
     return response
 
 
+# pydantic v1 parses a query bool from these words only.
+_BOOL_WORDS = frozenset(["1", "0", "on", "off", "t", "f", "true", "false", "y", "n", "yes", "no"])
+
+
 def progress(webui: MockWebui, req: Request, out: Outcome) -> Any:
     for value in req.query.get("skip_current_image", []):
-        if value.lower() not in {
-            "1",
-            "0",
-            "on",
-            "off",
-            "t",
-            "f",
-            "true",
-            "false",
-            "y",
-            "n",
-            "yes",
-            "no",
-        }:
+        if value.lower() not in _BOOL_WORDS:
             raise ApiError(
                 422,
                 {
@@ -110,14 +104,21 @@ def progress(webui: MockWebui, req: Request, out: Outcome) -> Any:
     return webui.state.progress()
 
 
+class NoContent:
+    """Answer 204 without a body (SD.Next's /interrupt and /skip)."""
+
+
+NO_CONTENT = NoContent()
+
+
 def interrupt(webui: MockWebui, req: Request, out: Outcome) -> Any:
     webui.state.interrupt()
-    return {}
+    return NO_CONTENT if webui.behaviour.control_no_content else {}
 
 
 def skip(webui: MockWebui, req: Request, out: Outcome) -> Any:
     webui.state.skip()
-    return None
+    return NO_CONTENT if webui.behaviour.control_no_content else None
 
 
 def get_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
@@ -168,7 +169,14 @@ _MEMORY = {"ram": {"free": 12e9, "used": 4e9, "total": 16e9}, "cuda": {"error": 
 
 
 def mock_log(webui: MockWebui, req: Request, out: Outcome) -> Any:
-    return {**webui.recorder.as_json(), "faults": webui.faults.settings.as_json()}
+    return {
+        **webui.recorder.as_json(),
+        "faults": webui.faults.settings.as_json(),
+        "behaviour": webui.behaviour.name,
+        "substitute": webui.substitution.as_json(),
+        "model_loads": webui.model_loads,
+        "loaded_model": webui.loaded_model,
+    }
 
 
 def mock_faults(webui: MockWebui, req: Request, out: Outcome) -> Any:
@@ -196,8 +204,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/sdapi/v1/interrupt": {"POST": interrupt},
     "/sdapi/v1/skip": {"POST": skip},
     "/sdapi/v1/options": {"GET": get_options, "POST": set_options},
-    "/sdapi/v1/samplers": {"GET": _static(lambda w: [s.as_json() for s in w.catalog.samplers])},
-    "/sdapi/v1/schedulers": {"GET": _static(lambda w: [s.as_json() for s in w.catalog.schedulers])},
+    "/sdapi/v1/samplers": {"GET": _static(lambda w: w.behaviour.list_samplers(w.catalog))},
+    "/sdapi/v1/schedulers": {"GET": _static(lambda w: w.behaviour.list_schedulers(w.catalog))},
     "/sdapi/v1/sd-models": {"GET": _static(lambda w: [c.as_json() for c in w.catalog.checkpoints])},
     "/sdapi/v1/upscalers": {
         "GET": _static(
@@ -218,3 +226,18 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/mock/faults": {"GET": mock_faults, "POST": mock_faults},
     "/mock/reset": {"POST": mock_reset},
 }
+
+# Routes only some webuis have; a Behaviour names the ones it adds.
+OPTIONAL: dict[str, dict[str, Handler]] = {
+    # Forge: VAE and text encoders, SDModuleItem{model_name, filename}.
+    "/sdapi/v1/sd-modules": {"GET": _static(lambda w: [])},
+    # SD.Next: the build it runs.
+    "/sdapi/v1/version": {"GET": _static(lambda w: dict(w.behaviour.extra["version"]))},
+}
+
+
+def routes_for(webui: MockWebui) -> dict[str, dict[str, Handler]]:
+    b = webui.behaviour
+    table = {path: m for path, m in ROUTES.items() if path not in b.removed_routes}
+    table.update({path: OPTIONAL[path] for path in sorted(b.added_routes)})
+    return table

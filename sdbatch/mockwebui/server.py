@@ -12,12 +12,19 @@ import logging
 import socket
 import struct
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from sdbatch.mockwebui import routes
-from sdbatch.mockwebui.errors import ApiError, Dropped, method_not_allowed, not_found
+from sdbatch.mockwebui.errors import (
+    ApiError,
+    Dropped,
+    method_not_allowed,
+    not_found,
+    webui_exception,
+)
 from sdbatch.mockwebui.records import LoggedRequest
 
 if TYPE_CHECKING:
@@ -124,18 +131,20 @@ class Handler(BaseHTTPRequestHandler):
             authorization=self.headers.get("authorization"),
         )
         outcome = routes.Outcome()
+        headers: dict[str, str] = {}
         status: int | None
         try:
             status, payload = 200, self._dispatch(webui, request, outcome)
         except ApiError as exc:
-            status, payload = exc.status, exc.payload
+            status, payload, headers = self._error(webui, exc)
             outcome.fault = outcome.fault or exc.fault
         except Dropped:
             status, payload = None, None
-        except Exception as exc:  # what A1111's api_middleware turns into a 500
+        except Exception as exc:  # what the webui's exception handler turns into a 500
             log.exception("stand-in webui: %s %s failed", self.command, parts.path)
-            status = 500
-            payload = {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
+            status, payload, headers = self._error(
+                webui, webui_exception(type(exc).__name__, str(exc))
+            )
         # Logged before answering: once a client has its answer, the log already shows it.
         webui.recorder.request(
             LoggedRequest(
@@ -153,10 +162,15 @@ class Handler(BaseHTTPRequestHandler):
         if status is None:
             self._reset()
         else:
-            self._send(status, payload, webui.clock() - started)
+            self._send(status, payload, webui.clock() - started, headers)
+
+    @staticmethod
+    def _error(webui: MockWebui, exc: ApiError) -> tuple[int, Any, dict[str, str]]:
+        payload, headers = webui.behaviour.errors.render(exc)
+        return exc.status, payload, headers
 
     def _dispatch(self, webui: MockWebui, request: routes.Request, out: routes.Outcome) -> Any:
-        methods = routes.ROUTES.get(request.path)
+        methods = webui.routes.get(request.path)
         if methods is None:
             raise not_found()
         handler = methods.get(request.method)
@@ -167,12 +181,18 @@ class Handler(BaseHTTPRequestHandler):
             routes.check_auth(webui, request.authorization)
         return handler(webui, request, out)
 
-    def _send(self, status: int, payload: Any, elapsed: float) -> None:
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    def _send(self, status: int, payload: Any, elapsed: float, headers: Mapping[str, str]) -> None:
+        if payload is routes.NO_CONTENT:
+            status, data = 204, b""
+        else:
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
             self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
+            if status != 204:  # a 204 carries neither a body nor its headers
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("x-process-time", f"{elapsed:.4f}")
             self.end_headers()
             self.wfile.write(data)

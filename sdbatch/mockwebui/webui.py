@@ -6,24 +6,34 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
 
-from sdbatch.mockwebui import generation, images, output
-from sdbatch.mockwebui.catalog import Catalog
+from sdbatch.mockwebui import behaviours, generation, output, routes
+from sdbatch.mockwebui.behaviours import Behaviour
+from sdbatch.mockwebui.catalog import Catalog, Checkpoint
 from sdbatch.mockwebui.errors import Dropped, webui_exception
-from sdbatch.mockwebui.faults import FaultInjector, FaultSettings
-from sdbatch.mockwebui.records import GeneratedImage, LoggedRequest, Recorder
+from sdbatch.mockwebui.faults import FaultInjector
+from sdbatch.mockwebui.observe import Observation
+from sdbatch.mockwebui.records import Recorder
 from sdbatch.mockwebui.server import MockHTTPServer
 from sdbatch.mockwebui.state import FifoLock, JobState
+from sdbatch.mockwebui.substitution import Substitution
 
 # Bigger images would only exhaust the test machine; the webui would run out of VRAM too.
 MAX_PIXELS = 4096 * 4096
 
 
-class MockWebui:
-    """A stand-in for A1111 v1.10.1 `--api` on a real loopback socket (see package docs)."""
+class MockWebui(Observation):
+    """A stand-in for A1111 v1.10.1 `--api` (or, with `behaviour`, v1.9, v1.8, Forge or
+    SD.Next) on a real loopback socket (see package docs).
+
+    `substitute` ({"sampler_name": "Euler a"}, or scheduler, sd_model_checkpoint, steps,
+    cfg_scale, width, height) makes it silently use that value instead of the requested one.
+    `model_loads` counts checkpoint loads after startup; each takes `model_load_delay` seconds.
+    """
 
     def __init__(
         self,
@@ -38,16 +48,28 @@ class MockWebui:
         catalog: Catalog | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        behaviour: str | Behaviour = "v1.10",
+        substitute: Mapping[str, str] | None = None,
+        model_load_delay: float = 0.0,
     ) -> None:
         self.host, self.port, self.auth = host, port, auth
         self.step_delay, self.image_delay = step_delay, image_delay
-        self.catalog: Catalog = catalog or Catalog()
+        chosen = behaviours.get(behaviour) if isinstance(behaviour, str) else behaviour
+        # An explicit catalog replaces the behaviour's installed models and samplers.
+        self.behaviour: Behaviour = replace(chosen, catalog=catalog) if catalog else chosen
+        self.catalog: Catalog = self.behaviour.catalog
+        self.substitution = Substitution.parse(substitute or {}, self.behaviour)
+        self.model_load_delay = model_load_delay
+        self.routes = routes.routes_for(self)
         self.clock, self._wall_clock = clock, wall_clock
         # Separate generators: drawing fault dice must not shift the seeds a job gets.
         self._seed_rng = random.Random(seed)
         self._faults = FaultInjector(random.Random(None if seed is None else seed + 1))
         self._options = self.catalog.default_options()
         self._options["samples_format"] = samples_format
+        # The configured checkpoint is loaded at startup; later loads are counted.
+        self._loaded: Checkpoint = self.catalog.checkpoints[0]
+        self._model_loads = 0
         self._options_lock = threading.Lock()
         self.queue_lock = FifoLock()
         self.state = JobState(clock)
@@ -94,53 +116,6 @@ class MockWebui:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    # -- observation and fault injection ---------------------------------------------------
-    @property
-    def requests(self) -> list[LoggedRequest]:
-        return self.recorder.requests
-
-    @property
-    def generated(self) -> list[GeneratedImage]:
-        return self.recorder.generated
-
-    @property
-    def txt2img_count(self) -> int:
-        return self.recorder.txt2img_count
-
-    @property
-    def busy_seconds(self) -> float:
-        return self.recorder.busy_seconds
-
-    @property
-    def first_start(self) -> float | None:
-        """Server clock when the first job took the queue lock (for utilisation figures)."""
-        return self.recorder.busy_window[0]
-
-    @property
-    def last_end(self) -> float | None:
-        return self.recorder.busy_window[1]
-
-    @property
-    def queue_depth(self) -> int:
-        """Requests generating or waiting for the queue lock."""
-        return self.queue_lock.waiting
-
-    def inject(self, *, seed: int | None = None, **settings: Any) -> FaultSettings:
-        """Set any subset of the FaultSettings fields (fail_next, fail_status, fail_error,
-        fail_message, reset_next, hang_next, hang_seconds, fail_rate, reset_rate,
-        oom_above_batch, oom_seeds, slow_next, slow_seconds); the others keep their values.
-        `seed` reseeds the dice behind fail_rate/reset_rate."""
-        return self._faults.update(seed=seed, **settings)
-
-    @property
-    def faults(self) -> FaultInjector:
-        return self._faults
-
-    def reset(self) -> None:
-        """Clear faults and every log."""
-        self._faults.clear()
-        self.recorder.clear()
-
     # -- options ---------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         with self._options_lock:
@@ -162,8 +137,10 @@ class MockWebui:
                 )
             updates["sd_model_checkpoint"] = ckpt.title
             updates["sd_checkpoint_hash"] = ckpt.sha256
-            with self.queue_lock, self._options_lock:
-                self._options.update(updates)
+            with self.queue_lock:
+                with self._options_lock:
+                    self._options.update(updates)
+                self._load(ckpt)
             return
         with self._options_lock:
             self._options.update(updates)
@@ -172,16 +149,28 @@ class MockWebui:
     def txt2img(self, req: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
         """Generate for a validated request; returns the response body and the seeds used."""
         generation.check_scripts(req, self.catalog)
+        used = self.substitution.request(req)
+        # Sampler validation (a 404 on v1.8/v1.9/SD.Next) happens before the queue lock.
+        self.behaviour.resolve(used, self.catalog)
         with self.queue_lock:
             if self.stopping.is_set():
                 raise Dropped
             start = self.clock()
             try:
-                job, pictures = self._run_job(req)
+                job, pictures = self._run_job(used)
             finally:
                 self.recorder.busy(start, self.clock())
-        # The webui encodes after releasing the queue lock, so encoding isn't "GPU" time.
-        return output.respond(job, pictures), job.seeds[: len(pictures)]
+        # The webui encodes after releasing the queue lock, so encoding isn't "GPU" time; the
+        # `parameters` echo is the request as sent, even when a value was substituted.
+        return output.respond(job, pictures, echo=req), job.seeds[: len(pictures)]
+
+    def _load(self, ckpt: Checkpoint) -> None:
+        """Load `ckpt` unless it is loaded already; the caller holds the queue lock."""
+        if ckpt == self._loaded:
+            return
+        self._model_loads += 1
+        self._loaded = ckpt
+        self.stopping.wait(self.model_load_delay)
 
     def _run_job(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
         opts, ckpt = generation.apply_overrides(
@@ -189,10 +178,14 @@ class MockWebui:
         )
         if req["override_settings"] and not req["override_settings_restore_afterwards"]:
             self._persist_overrides(req["override_settings"])
+        # With restore_afterwards the options stay, so the next request without an override
+        # resolves to the configured checkpoint again and reloads it (a1111-api.md §7).
+        ckpt = self.substitution.model(ckpt)
+        self._load(ckpt)
         if req["prompt"] is None:  # process_images_inner: assert p.prompt is not None
             raise webui_exception("AssertionError", "")
         stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(self._wall_clock()))
-        job = generation.plan_job(req, opts, ckpt, self.catalog, self._seed_rng, stamp)
+        job = generation.plan_job(req, opts, ckpt, self.behaviour, self._seed_rng, stamp)
         width, height = job.size
         if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
             raise webui_exception(
@@ -245,30 +238,5 @@ class MockWebui:
             self.state.wait(self.image_delay * batch)
 
     def _picture(self, job: generation.Job, index: int) -> Image.Image:
-        req = job.req
-        prompt = req["prompt"]
-        self.recorder.image(
-            GeneratedImage(
-                prompt=prompt,
-                negative_prompt=req["negative_prompt"],
-                seed=job.seeds[index],
-                subseed=job.subseeds[index],
-                width=job.size[0],
-                height=job.size[1],
-                steps=req["steps"],
-                cfg_scale=req["cfg_scale"],
-                sampler_name=job.sampler,
-                schedule_type=job.schedule,
-                model=job.checkpoint.title,
-                job_timestamp=job.timestamp,
-                index=index,
-                time=self.clock(),
-            )
-        )
-        label = [
-            prompt[:40],
-            f"seed {job.seeds[index]}",
-            f"steps {req['steps']}  cfg {req['cfg_scale']}",
-            job.sampler,
-        ]
-        return images.render(job.size[0], job.size[1], job.seeds[index], label, prompt)
+        self.recorder.image(output.record(job, index, self.clock()))
+        return output.render(job, index)

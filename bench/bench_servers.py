@@ -1,0 +1,149 @@
+"""Benchmark: several webuis sharing one run, and model loads of a checkpoint sweep.
+
+(a) images/s with 1, 2, 4 and 8 stand-in webuis, each in its own process, each image costing
+    the webui 100 ms; printed as a ratio to one webui. Target: >= 0.95 x N.
+(b) model loads the stand-in counts for a 3-checkpoint x 30-cell job. Target: 3.
+
+Usage: python bench/bench_servers.py [--images N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from sdbatch.loader import Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
+from sdbatch.mockwebui import MockWebui
+from sdbatch.plan import build_plan
+from sdbatch.progress import Console
+from sdbatch.runner import run_job
+from sdbatch.servers import connect
+from sdbatch.writer import RunInfo
+
+DELAY = 0.1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def webuis(n: int) -> Iterator[list[str]]:
+    procs, urls = [], []
+    try:
+        for _ in range(n):
+            port = free_port()
+            cmd = [
+                sys.executable,
+                "-m",
+                "sdbatch",
+                "mock-webui",
+                "--port",
+                str(port),
+                "--image-delay",
+                str(DELAY),
+            ]
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            for _ in range(200):
+                try:
+                    requests.get(url + "/sdapi/v1/progress", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.05)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def job(urls: list[str], images: int, grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()) -> Job:
+    return Job(
+        path=Path("bench.yaml"),
+        name="bench",
+        server=ServerConfig(url=urls[0], urls=tuple(urls), timeout=60, retries=0),
+        defaults={"steps": 20, "width": 64, "height": 64, "sampler_name": "Euler"},
+        prompts=(PromptSpec("a lighthouse at dusk"),),
+        grid=grid,
+        seeds=SeedSpec(start=1, count=images),
+        extra_fields={},
+        output=OutputSpec(),
+    )
+
+
+def images_per_second(urls: list[str], images: int) -> float:
+    the_job = job(urls, images)
+    plan = build_plan(the_job)
+    fleet = connect(the_job)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = run_job(
+            plan,
+            Path(tmp),
+            workers=fleet.workers,
+            console=Console(io.StringIO(), io.StringIO()),
+            run_info=RunInfo("bench", "d", "t"),
+        )
+        elapsed = time.perf_counter() - start
+    assert result.saved == images, result.summary()
+    return images / elapsed
+
+
+def model_loads() -> tuple[int, int]:
+    with MockWebui() as server, tempfile.TemporaryDirectory() as tmp:
+        names = [
+            m["model_name"]
+            for m in requests.get(server.url + "/sdapi/v1/sd-models", timeout=10).json()
+        ][:3]
+        cells = (("checkpoint", tuple(names)), ("cfg_scale", tuple(range(1, 31))))
+        the_job = job([server.url], 1, grid=cells)
+        fleet = connect(the_job)
+        result = run_job(
+            build_plan(the_job),
+            Path(tmp),
+            workers=fleet.workers,
+            console=Console(io.StringIO(), io.StringIO()),
+            run_info=RunInfo("bench", "d", "t"),
+        )
+        assert result.saved == 90, result.summary()
+        return server.model_loads, result.model_switches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=40, help="images per webui")
+    args = parser.parse_args()
+    rates = {}
+    for n in (1, 2, 4, 8):
+        with webuis(n) as urls:
+            rates[n] = images_per_second(urls, args.images * n)
+    print(f"{'webuis':>7} {'images/s':>9} {'ratio to 1':>11} {'target':>7}")
+    for n, rate in rates.items():
+        print(f"{n:>7} {rate:>9.2f} {rate / rates[1]:>11.2f} {0.95 * n:>7.2f}")
+    loads, switches = model_loads()
+    print(
+        f"model loads for 3 checkpoints x 30 cells: {loads} (sdbatch counted {switches} "
+        "switches; target 3)"
+    )
+    print(f"({args.images} images per webui, {DELAY * 1000:.0f} ms per image, 64x64)")
+
+
+if __name__ == "__main__":
+    main()
