@@ -42,7 +42,7 @@ def test_cats_job_writes_one_image_per_seed(
     )
     job = load_job(ROOT / "jobs" / "cats.yaml")
     seeds = list(build_plan(job).seeds)
-    rows = manifest(out)
+    rows = sorted(manifest(out), key=lambda r: r["payload_index"])
     assert [r["seed"] for r in rows] == seeds
     assert all(r["status"] == "ok" for r in rows)
     assert sorted(p.name for p in out.glob("*.png")) == sorted(r["file"] for r in rows)

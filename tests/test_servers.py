@@ -4,7 +4,9 @@ several webuis sharing one run, and credentials that never reach the output."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,9 @@ import yaml
 from conftest import RunCli
 from PIL import Image
 
+from sdbatch.cli import main
 from sdbatch.mockwebui import MockWebui
+from sdbatch.progress import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 CATS = ROOT / "jobs" / "cats.yaml"
@@ -252,3 +256,17 @@ def test_check_command(run_cli: RunCli, webui: MockWebui) -> None:
     result = run_cli("check", str(CATS), "--server", webui.url)
     assert "ok on" in result.out
     assert txt2img_requests(webui) == []
+
+
+def test_terminal_progress_shows_the_sampling_step(tmp_path: Path) -> None:
+    job = write_job(tmp_path, seeds=[1], defaults={"steps": 15, "width": 32, "height": 32})
+    err = io.StringIO()
+    with MockWebui(step_delay=0.15) as server:  # one image, 2.25 s: the bar polls once a second
+        code = main(
+            ["run", str(job), "--server", server.url, "--out", str(tmp_path / "o")],
+            Console(io.StringIO(), err, is_tty=True),
+        )
+        polls = [r for r in server.requests if r.path.startswith("/sdapi/v1/progress")]
+    assert code == 0
+    assert re.search(r"step \d+/15", err.getvalue()), err.getvalue()
+    assert polls and all(r.query == "skip_current_image=true" for r in polls)
