@@ -23,7 +23,6 @@ way two layers could disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import itertools
@@ -174,16 +173,28 @@ class Plan:
         first_image, index = 0, 0
         for costly in itertools.product(*(a.rows for a in axes.costly)):
             for prompt_index, prompt in enumerate(job.prompts):
-                for item in self._prompt_payloads(prompt_index, prompt, axes, costly):
-                    item = dataclasses.replace(item, index=index, first_image=first_image)
+                for cell, payload, template, values in self._prompt_payloads(prompt, axes, costly):
+                    item = PlannedPayload(
+                        index,
+                        first_image,
+                        prompt_index,
+                        cell,
+                        payload,
+                        template,
+                        values,
+                        self.variant_seed,
+                    )
                     index += 1
                     first_image += item.image_count
                     yield item
 
     def _prompt_payloads(
-        self, prompt_index: int, prompt: PromptSpec, axes: _Axes, costly: Row
-    ) -> Iterator[PlannedPayload]:
-        """One prompt's payloads for one costly row (index and first_image left at 0)."""
+        self, prompt: PromptSpec, axes: _Axes, costly: Row
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]]:
+        """One prompt's payloads for one costly row: (cell, payload, template, vars).
+
+        The innermost loop runs once per payload of a plan that may have millions: whatever
+        does not change with the seed is worked out before it."""
         job = self.job
         templates = _templates(job, prompt)
         var_axes = [a for n, a in axes.vars.items() if n in templates.names]
@@ -192,6 +203,8 @@ class Plan:
         base = {**job.defaults, **prompt.fields}
         written = {name: t.text for name, t in templates.fields}
         template = None if templates.is_plain and "{" not in prompt.text else prompt.text
+        layers = (job.defaults, prompt.fields)
+        shortcuts = any(s in axes.order or any(s in layer for layer in layers) for s in SHORTCUTS)
         for var_rows in itertools.product(*(a.rows for a in var_axes)):
             values = {
                 n: v for a, row in zip(var_axes, var_rows, strict=True) for n, v in a.values(row)
@@ -204,6 +217,7 @@ class Plan:
                     if excluded(found, rules):
                         continue
                     axis_cell = {n: found[n] for n in axes.order}
+                    rendered = templates.render(values, choices) if choices is not None else None
                     for seed in self.seeds:
                         picked = choices
                         if picked is None:  # variants: random, drawn per prompt, vars and seed
@@ -211,25 +225,21 @@ class Plan:
                             picked = draw(
                                 templates.variants, random.Random(int(stable_hash(key), 16))
                             )
+                            rendered = templates.render(values, picked)
+                        assert rendered is not None
                         payload = {
                             **base,
-                            **templates.render(values, picked),
+                            **rendered,
                             **axis_cell,
                             **job.extra_fields,
                             "seed": seed,
                         }
-                        cell = _apply_shortcuts(payload, (job.defaults, prompt.fields, axis_cell))
+                        cell = axis_cell
+                        if shortcuts:
+                            resolved = _apply_shortcuts(payload, (*layers, axis_cell))
+                            cell = {**axis_cell, **resolved}
                         named = {f"variant_{i}": c for i, c in enumerate(picked, start=1)}
-                        yield PlannedPayload(
-                            0,
-                            0,
-                            prompt_index,
-                            {**axis_cell, **cell},
-                            payload,
-                            template,
-                            {**values, **named},
-                            self.variant_seed,
-                        )
+                        yield cell, payload, template, {**values, **named}
 
 
 def _batch_weight(base: Mapping[str, Any]) -> tuple[int, Any]:
