@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from sdbatch.atomic import replace_file
 from sdbatch.manifest import Record, field_names, read_records, value_text
 
 GALLERY = "index.html"
@@ -171,11 +171,4 @@ def build_gallery(out_dir: Path) -> Path:
     jobs = {r.job for r in records if r.job}
     title = f"sdbatch: {', '.join(sorted(jobs)) or out_dir.name}"
     page = render(records, out_dir, title)
-    path = out_dir / GALLERY
-    tmp = out_dir / f".{GALLERY}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return replace_file(out_dir / GALLERY, lambda tmp: tmp.write_text(page, encoding="utf-8"))

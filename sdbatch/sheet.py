@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdbatch.atomic import replace_file
 from sdbatch.errors import UsageError
 from sdbatch.manifest import (
     Record,
@@ -250,13 +250,7 @@ def render_sheets(
 
 def _save(image: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return replace_file(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def build_sheets(

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from sdbatch.atomic import replace_file
 from sdbatch.errors import OutputError
 from sdbatch.manifest import MANIFEST
 from sdbatch.worker import DecodeError, GeneratedImage, Outcome, decode
@@ -65,10 +66,9 @@ PostCheck = Callable[[str, GeneratedImage], Mapping[str, list[Any]]]
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Replace a small JSON file whole (temporary file + rename): summary.json and plan.json
     describe the latest run."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        replace_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 

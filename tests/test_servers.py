@@ -59,7 +59,10 @@ def test_cats_job_gets_the_intended_sampler_and_schedule_everywhere(
         if behaviour == "v1.8":  # no schedule field there: the legacy combined name does it
             assert "Sampler: DPM++ 2M Karras," in params
             assert "scheduler" not in row["payload"]
-        elif behaviour != "sdnext":
+        elif behaviour == "sdnext":  # no scheduler field: Karras is its sigma schedule
+            assert "Sampler: DPM++ 2M," in params and "Sampler sigma: karras" in params
+            assert row["payload"]["schedulers_sigma"] == "karras"
+        else:
             assert "Sampler: DPM++ 2M, Schedule type: Karras," in params
         assert "Steps: 25," in params and "CFG scale: 7.5," in params
 
