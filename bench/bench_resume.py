@@ -18,24 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from sdbatch.loader import Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
+from _common import bench_job
+
+from sdbatch.loader import ServerConfig
 from sdbatch.plan import Plan, build_plan
 from sdbatch.resume import open_output, todo
 
 
 def make_plan(rows: int) -> Plan:
-    job = Job(
-        path=Path("bench.yaml"),
-        name="bench",
-        server=ServerConfig(),
-        defaults={"steps": 20, "width": 512, "height": 512, "sampler_name": "Euler"},
-        prompts=(PromptSpec("a lighthouse at dusk, oil painting"),),
-        grid=(),
-        seeds=SeedSpec(start=1, count=rows),
-        extra_fields={},
-        output=OutputSpec(),
-    )
-    return build_plan(job)
+    return build_plan(bench_job(ServerConfig(), rows))
 
 
 def populate(out: Path, plan: Plan) -> int:

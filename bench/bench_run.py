@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from _common import bench_job, webuis
 
-from sdbatch.loader import Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
+from sdbatch.loader import ServerConfig
 from sdbatch.mockwebui import MockWebui
 from sdbatch.plan import Plan, build_plan
 from sdbatch.progress import Console
@@ -36,18 +32,7 @@ from sdbatch.writer import RunInfo
 
 
 def make_plan(url: str, images: int) -> Plan:
-    job = Job(
-        path=Path("bench.yaml"),
-        name="bench",
-        server=ServerConfig(url=url, timeout=60, retries=0),
-        defaults={"steps": 20, "width": 512, "height": 512, "sampler_name": "Euler"},
-        prompts=(PromptSpec("a lighthouse at dusk, oil painting"),),
-        grid=(),
-        seeds=SeedSpec(start=1, count=images),
-        extra_fields={},
-        output=OutputSpec(),
-    )
-    return build_plan(job)
+    return build_plan(bench_job(ServerConfig(url=url, timeout=60, retries=0), images))
 
 
 def plain_loop(plan: Plan, out: Path) -> float:
@@ -75,35 +60,10 @@ def sdbatch_run(plan: Plan, out: Path) -> float:
     return elapsed
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def webui_process() -> Iterator[str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "sdbatch", "mock-webui", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(url + "/sdapi/v1/progress", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def throughput(images: int, rounds: int) -> tuple[float, float]:
     base: list[float] = []
     ours: list[float] = []
-    with webui_process() as url, tempfile.TemporaryDirectory() as tmp:
+    with webuis(1) as (url,), tempfile.TemporaryDirectory() as tmp:
         plan = make_plan(url, images)
         plain_loop(make_plan(url, 5), Path(tmp))  # warm up both sides
         for r in range(rounds):

@@ -10,20 +10,15 @@ Usage: python bench/bench_servers.py [--images N]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import requests
+from _common import bench_job, webuis
 
-from sdbatch.loader import Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
+from sdbatch.loader import Axis, Job, ServerConfig
 from sdbatch.mockwebui import MockWebui
 from sdbatch.plan import build_plan
 from sdbatch.progress import Console
@@ -34,58 +29,9 @@ from sdbatch.writer import RunInfo
 DELAY = 0.1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def webuis(n: int) -> Iterator[list[str]]:
-    procs, urls = [], []
-    try:
-        for _ in range(n):
-            port = free_port()
-            cmd = [
-                sys.executable,
-                "-m",
-                "sdbatch",
-                "mock-webui",
-                "--port",
-                str(port),
-                "--image-delay",
-                str(DELAY),
-            ]
-            procs.append(
-                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            for _ in range(200):
-                try:
-                    requests.get(url + "/sdapi/v1/progress", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
-
-
-def job(urls: list[str], images: int, grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()) -> Job:
-    return Job(
-        path=Path("bench.yaml"),
-        name="bench",
-        server=ServerConfig(url=urls[0], urls=tuple(urls), timeout=60, retries=0),
-        defaults={"steps": 20, "width": 64, "height": 64, "sampler_name": "Euler"},
-        prompts=(PromptSpec("a lighthouse at dusk"),),
-        grid=grid,
-        seeds=SeedSpec(start=1, count=images),
-        extra_fields={},
-        output=OutputSpec(),
-    )
+def job(urls: list[str], images: int, grid: tuple[Axis, ...] = ()) -> Job:
+    server = ServerConfig(url=urls[0], urls=tuple(urls), timeout=60, retries=0)
+    return bench_job(server, images, prompt="a lighthouse at dusk", size=64, grid=grid)
 
 
 def images_per_second(urls: list[str], images: int) -> float:
@@ -151,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     rates = {}
     for n in (1, 2, 4, 8):
-        with webuis(n) as urls:
+        with webuis(n, DELAY) as urls:
             rates[n] = images_per_second(urls, args.images * n)
     print(f"{'webuis':>7} {'images/s':>9} {'ratio to 1':>11} {'target':>7}")
     for n, rate in rates.items():

@@ -117,6 +117,7 @@ class _Servers:
     clock: Callable[[], float]
     out_until: dict[str, float] = field(default_factory=dict)
     error: SdbatchError | None = None
+    crash: Exception | None = None  # an unexpected exception in a request thread
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lost(self, url: str, exc: ServerUnreachableError, console: Console) -> None:
@@ -150,7 +151,12 @@ def dispatch(
     servers = _Servers([w.url for w in workers], clock)
 
     def stopping() -> bool:
-        return stopper.signum is not None or servers.error is not None or should_stop()
+        return (
+            stopper.signum is not None
+            or servers.error is not None
+            or servers.crash is not None
+            or should_stop()
+        )
 
     def serve(worker: Worker) -> None:
         while not stopping():
@@ -171,6 +177,10 @@ def dispatch(
                 continue
             except SdbatchError as exc:
                 servers.error = servers.error or exc
+                queue.done(item)
+                return
+            except Exception as exc:  # a bug: stop the run and show it, rather than hang
+                servers.crash = servers.crash or exc
                 queue.done(item)
                 return
             queue.done(item)
@@ -195,4 +205,6 @@ def dispatch(
             thread.join(_TICK)
             if stopping():
                 queue.close()
+    if servers.crash is not None:
+        raise servers.crash
     return servers.error

@@ -2,7 +2,8 @@
 
 Entry point: `build_plan(job) -> Plan`. Iterating a `Plan` streams `PlannedPayload`s; their
 number and the number of images are known up front (counted, not expanded, even with
-`exclude:`), so a 10^6-cell grid is never held in memory.
+`exclude:`, by `sdbatch.cells.count_work`), so a 10^6-cell grid is never held in memory. The
+axes and templates the plan expands come from `sdbatch.cells` too, so both always agree.
 
 Plan order (documented in the README), outermost first:
 
@@ -27,20 +28,18 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdbatch.cells import CellAxis, Row, applicable, excluded, surviving
+from sdbatch.cells import JobAxes, Row, applicable, count_work, excluded, job_axes, job_templates
 from sdbatch.jobschema import SHORTCUTS
 from sdbatch.loader import Job, PromptSpec, VariantMode
-from sdbatch.templates import PromptTemplates, draw, prompt_templates
+from sdbatch.templates import PromptTemplates, draw
 
 # The webui draws random seeds from randrange(4294967294); ours come from the same range.
 SEED_RANGE = 4294967294
-COSTLY = ("checkpoint", "vae")  # the axes that reload weights on the server, costliest first
 
 
 def stable_hash(value: object) -> str:
@@ -95,43 +94,6 @@ def default_variant_seed(job: Job) -> int:
     return int(stable_hash(["variants", job.name]), 16) % SEED_RANGE
 
 
-@dataclass(frozen=True)
-class _Axes:
-    """A job's cell axes split the way the plan order needs them."""
-
-    costly: tuple[CellAxis, ...]  # checkpoint's axis, then vae's
-    rest: tuple[CellAxis, ...]  # the other grid axes, then the zip group
-    vars: Mapping[str, CellAxis]
-    order: tuple[str, ...]  # cell keys: grid then zip fields, as written
-
-    def for_prompt(self, names: Sequence[str]) -> tuple[CellAxis, ...]:
-        """Every axis of one prompt's cells, in plan order (vars in `vars:` order)."""
-        used = tuple(axis for name, axis in self.vars.items() if name in names)
-        return (*self.costly, *used, *self.rest)
-
-
-def _axes(job: Job) -> _Axes:
-    axes = [CellAxis((name,), tuple((v,) for v in values)) for name, values in job.grid]
-    if job.zip:
-        columns = [values for _, values in job.zip]
-        axes.append(CellAxis(tuple(n for n, _ in job.zip), tuple(zip(*columns, strict=True))))
-    costly = tuple(a for short in COSTLY for a in axes if short in a.names)
-    costly = tuple(dict.fromkeys(costly))  # a zip group holding both counts once
-    return _Axes(
-        costly=costly,
-        rest=tuple(a for a in axes if a not in costly),
-        vars={name: CellAxis((name,), tuple((v,) for v in values)) for name, values in job.vars},
-        order=tuple(n for n, _ in (*job.grid, *job.zip)),
-    )
-
-
-def _templates(job: Job, prompt: PromptSpec) -> PromptTemplates:
-    # A template field that is an axis comes from the cell, as literal text.
-    axis_names = {n for n, _ in (*job.grid, *job.zip)}
-    fields = {k: v for k, v in {**job.defaults, **prompt.fields}.items() if k not in axis_names}
-    return prompt_templates(prompt.text, fields)
-
-
 def _variant_choices(templates: PromptTemplates, mode: VariantMode) -> list[tuple[str, ...] | None]:
     """Combinatorial: every choice, first group outermost. Random: None, drawn per seed."""
     if mode is VariantMode.RANDOM and templates.variants:
@@ -169,7 +131,7 @@ class Plan:
     variant_seed: int | None = None  # the generator seed behind `variants: random`
 
     def __iter__(self) -> Iterator[PlannedPayload]:
-        job, axes = self.job, _axes(self.job)
+        job, axes = self.job, job_axes(self.job)
         first_image, index = 0, 0
         for costly in itertools.product(*(a.rows for a in axes.costly)):
             for prompt_index, prompt in enumerate(job.prompts):
@@ -189,14 +151,14 @@ class Plan:
                     yield item
 
     def _prompt_payloads(
-        self, prompt: PromptSpec, axes: _Axes, costly: Row
+        self, prompt: PromptSpec, axes: JobAxes, costly: Row
     ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]]:
         """One prompt's payloads for one costly row: (cell, payload, template, vars).
 
         The innermost loop runs once per payload of a plan that may have millions: whatever
         does not change with the seed is worked out before it."""
         job = self.job
-        templates = _templates(job, prompt)
+        templates = job_templates(job, prompt)
         var_axes = [a for n, a in axes.vars.items() if n in templates.names]
         all_axes = axes.for_prompt(templates.names)
         rules = applicable(job.exclude, {n for a in all_axes for n in a.names})
@@ -242,44 +204,6 @@ class Plan:
                         yield cell, payload, template, {**values, **named}
 
 
-def _batch_weight(base: Mapping[str, Any]) -> tuple[int, Any]:
-    """Images per payload that no axis changes, and the weight of an axis row."""
-    fixed = int(base.get("batch_size") or 1) * int(base.get("n_iter") or 1)
-
-    def weight(axis: CellAxis, row: Row) -> int:
-        images = 1
-        for name, value in axis.values(row):
-            if name in ("batch_size", "n_iter"):
-                images *= int(value or 1)
-        return images
-
-    return fixed, weight
-
-
-def _counts(job: Job, seeds: int) -> tuple[int, int]:
-    """(payloads, images), per prompt: surviving cells x variant choices x seeds."""
-    axes = _axes(job)
-    payloads = images = 0
-    for prompt in job.prompts:
-        templates = _templates(job, prompt)
-        all_axes = axes.for_prompt(templates.names)
-        rules = applicable(job.exclude, {n for a in all_axes for n in a.names})
-        choices = 1
-        if job.variants is VariantMode.COMBINATORIAL:
-            choices = math.prod(len(options) for options in templates.variants)
-        base = {**job.defaults, **prompt.fields}
-        fixed, weight = _batch_weight(base)
-        # A field is never both an axis and a prompt field, so an axis weight replaces `fixed`.
-        if any(n in ("batch_size", "n_iter") for a in all_axes for n in a.names):
-            axis_fields = {n for a in all_axes for n in a.names}
-            fixed = math.prod(
-                int(base.get(n) or 1) for n in ("batch_size", "n_iter") if n not in axis_fields
-            )
-        payloads += surviving(all_axes, rules) * choices * seeds
-        images += surviving(all_axes, rules, weight) * fixed * choices * seeds
-    return payloads, images
-
-
 def build_plan(
     job: Job, *, rng: random.Random | None = None, variant_rng: random.Random | None = None
 ) -> Plan:
@@ -307,7 +231,7 @@ def build_plan(
             variant_seed = variant_rng.randrange(SEED_RANGE)
         else:
             variant_seed = default_variant_seed(job)
-    payloads, images = _counts(job, len(seeds))
+    payloads, images = count_work(job, len(seeds))
     return Plan(
         job=job,
         seeds=seeds,

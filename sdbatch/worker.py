@@ -4,12 +4,11 @@ Entry point: `Worker.submit(item) -> Outcome`. The response body stays undecoded
 `Outcome`; `decode(response)` turns it into images on the writer's thread, so the next request is
 already on its way while this one is decoded and written.
 
-Timeouts: the webui does not notice a client giving up; a request that timed out keeps
-generating and holds the webui's queue. So after a read timeout sdbatch does not send it again
-at once. It closes a gate that stops its other request thread from sending anything new, polls
-`/sdapi/v1/progress` every few seconds until the webui is idle (giving up on that after another
-`server.timeout` seconds), then reopens the gate and retries. A request that never reached the
-webui (connection refused, connect timeout) is retried at once with the usual backoff.
+Here: retries with backoff, splitting a batch that runs out of GPU memory, model switches.
+One attempt and what its failure means are `sdbatch.attempt`'s. Timeouts: a request that timed
+out keeps the webui busy, so it is sent again only once the webui is idle, and the worker's
+other requests wait at its gate meanwhile. A request that never reached the webui (connection
+refused, connect timeout) is retried at once with the usual backoff.
 """
 
 from __future__ import annotations
@@ -18,22 +17,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
+from sdbatch.attempt import IDLE_POLL, Gate, OutOfMemory, Permanent, Tally, Transient, post_once
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.loader import ServerConfig
-from sdbatch.oom import OOM_RETRIES, batch_size, is_out_of_memory, split_batch
+from sdbatch.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.plan import PlannedPayload
 from sdbatch.responses import DecodeError, GeneratedImage, Outcome, Response, decode, server_message
-from sdbatch.serverwait import wait_for_server, webui_busy
+from sdbatch.serverwait import wait_for_server
 
 # The response records and decode() live in sdbatch.responses; the writer imports them here.
+# IDLE_POLL lives with the gate in sdbatch.attempt; the tests read it here.
 __all__ = [
+    "IDLE_POLL",
     "OOM_RETRIES",
     "DecodeError",
     "GeneratedImage",
@@ -47,68 +48,13 @@ __all__ = [
 
 log = logging.getLogger("sdbatch")
 
-TXT2IMG = "/sdapi/v1/txt2img"
 INTERRUPT = "/sdapi/v1/interrupt"
 INTERRUPT_TIMEOUT = 5.0
 # Exponential backoff with jitter between attempts, in seconds.
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 60.0
-IDLE_POLL = 3.0  # between /progress polls while a timed-out job finishes
 # Two request threads, a /progress poll and an interrupt may all be open at once.
 POOL_SIZE = 4
-
-
-class _Transient(Exception):
-    """An attempt failed in a way another attempt may cure (connection, timeout, 5xx)."""
-
-    def __init__(self, message: str, *, reached: bool) -> None:
-        super().__init__(message)
-        self.reached = reached  # did the server answer at all?
-
-
-class _OutOfMemory(_Transient):
-    """A 5xx out-of-memory error: split the batch if it has more than one image, else retry."""
-
-
-class _Permanent(Exception):
-    """The server rejected the payload itself (4xx); sending it again cannot help."""
-
-
-class _Gate:
-    """Open unless some request thread is waiting for a timed-out job to finish; every attempt
-    passes it first. A count, because both request threads may time out at once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._closers = 0
-        self._open = threading.Event()
-        self._open.set()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closers += 1
-            self._open.clear()
-
-    def reopen(self) -> None:
-        with self._lock:
-            self._closers -= 1
-            if self._closers == 0:
-                self._open.set()
-
-    def wait(self) -> None:
-        self._open.wait()
-
-    @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
-
-
-@dataclass
-class _Tally:
-    """Shared by every part of one planned payload."""
-
-    attempts: int = 0
-    reached: bool = False
 
 
 class Worker:
@@ -142,9 +88,8 @@ class Worker:
         self.session = session
         self._sleep = sleep
         self._clock = clock
-        self._monotonic = monotonic
         self._base = self.url.rstrip("/")
-        self.gate = _Gate()
+        self.gate = Gate(sleep=sleep, monotonic=monotonic)
 
     def interrupt(self) -> None:
         """Ask the webui to stop the job it is running (best effort, never raises). It stops
@@ -157,68 +102,21 @@ class Worker:
         if response.status_code >= 300:  # A1111 answers 200 {}, SD.Next 204
             log.warning("interrupting the webui failed: %s", server_message(response))
 
-    def _wait_until_idle(self) -> None:
-        """After a read timeout: hold back new requests until the timed-out job is done."""
-        self.gate.close()
-        try:
-            log.warning(
-                "no answer within %g s; waiting for the webui to finish that job "
-                "before sending it again",
-                self.server.timeout,
-            )
-            deadline = self._monotonic() + self.server.timeout
-            while webui_busy(self.session, self._base):
-                if self._monotonic() >= deadline:
-                    log.warning("the webui is still busy; sending again anyway")
-                    return
-                self._sleep(IDLE_POLL)
-        finally:
-            self.gate.reopen()
-
-    def _post_once(self, item: PlannedPayload, payload: Mapping[str, Any], tally: _Tally) -> bytes:
-        self.gate.wait()
-        tally.attempts += 1
-        try:
-            response = self.session.post(
-                self._base + TXT2IMG, json=payload, timeout=self.server.timeout
-            )
-        except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
-            raise _Transient(f"cannot reach {self.url}: {exc}", reached=False) from exc
-        except requests.Timeout as exc:  # a read timeout: the webui has it and goes on
-            tally.reached = True
-            self._wait_until_idle()
-            raise _Transient(f"no answer within {self.server.timeout:g} s", reached=True) from exc
-        tally.reached = True
-        if response.status_code == 200:
-            return response.content
-        message = server_message(response)
-        if is_out_of_memory(response.status_code, message):
-            log.warning(
-                "the webui ran out of GPU memory on payload %d (batch_size %d): %s",
-                item.index,
-                batch_size(payload),
-                message,
-            )
-            raise _OutOfMemory(message, reached=True)
-        if response.status_code >= 500:
-            raise _Transient(message, reached=True)
-        raise _Permanent(message)
-
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)
 
-    def _post(self, item: PlannedPayload, payload: Mapping[str, Any], tally: _Tally) -> bytes:
+    def _post(self, item: PlannedPayload, payload: Mapping[str, Any], tally: Tally) -> bytes:
         """One payload with retries. An out-of-memory error of a splittable batch is raised at
         once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries."""
         splittable = batch_size(payload) > 1
         ooms = others = 0
 
         def retry(exc: BaseException) -> bool:
-            if isinstance(exc, _OutOfMemory):
+            if isinstance(exc, OutOfMemory):
                 return not splittable and ooms <= OOM_RETRIES
-            return isinstance(exc, _Transient) and others <= self.server.retries
+            return isinstance(exc, Transient) and others <= self.server.retries
 
         retrying = tenacity.Retrying(
             wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX),
@@ -230,11 +128,19 @@ class Worker:
         for attempt in retrying:
             with attempt:
                 try:
-                    return self._post_once(item, payload, tally)
-                except _OutOfMemory:
+                    return post_once(
+                        self.session,
+                        self.url,
+                        payload,
+                        timeout=self.server.timeout,
+                        gate=self.gate,
+                        tally=tally,
+                        index=item.index,
+                    )
+                except OutOfMemory:
                     ooms += 1
                     raise
-                except _Transient:
+                except Transient:
                     others += 1
                     raise
         raise AssertionError("unreachable: tenacity returns or raises")
@@ -244,7 +150,7 @@ class Worker:
         item: PlannedPayload,
         payload: Mapping[str, Any],
         first: int,
-        tally: _Tally,
+        tally: Tally,
         responses: list[Response],
     ) -> list[str]:
         """Send a payload, splitting it on out of memory; collect responses in image order and
@@ -253,9 +159,9 @@ class Worker:
         try:
             responses.append(Response(payload, first, self._post(item, payload, tally)))
             return []
-        except _Permanent as exc:
+        except Permanent as exc:
             return [str(exc)]
-        except _OutOfMemory as exc:
+        except OutOfMemory as exc:
             if batch_size(payload) < 2:
                 return [str(exc)]
         parts = split_batch(payload)
@@ -279,13 +185,13 @@ class Worker:
         payload would fail the same way, so the run stops instead of burning through the plan.
         """
         started = self._clock()
-        tally = _Tally()
+        tally = Tally()
         responses: list[Response] = []
         payload = self._translate(item.payload)
         self._count_model_switch(payload)
         try:
             errors = self._send(item, payload, 0, tally, responses)
-        except _Transient as exc:
+        except Transient as exc:
             if not tally.reached:
                 raise ServerUnreachableError(
                     f"{exc} (gave up after {tally.attempts} attempts)"

@@ -138,6 +138,23 @@ def generate(server: MockWebui, **body: Any) -> tuple[dict[str, Any], dict[str, 
     return data, json.loads(data["info"])
 
 
+def expect(response: requests.Response, status: int, body: Any) -> None:
+    """The answer's status, then its exact JSON body."""
+    assert response.status_code == status, response.text
+    assert response.json() == body
+
+
+def webui_error(error: str, *, detail: str = "", errors: str = "") -> dict[str, str]:
+    """The body A1111's api_middleware sends for an exception (a1111-api.md §3); `body` is
+    always empty there, so only the parts that vary are written at each use."""
+    return {"error": error, "detail": detail, "body": "", "errors": errors}
+
+
+def v1_item(field: str, msg: str, type_: str) -> dict[str, Any]:
+    """One pydantic-v1 422 item about a top-level request field."""
+    return {"loc": ["body", field], "msg": msg, "type": type_}
+
+
 def png(b64: str) -> Image.Image:
     image = Image.open(io.BytesIO(base64.b64decode(b64)))
     image.load()
@@ -201,40 +218,20 @@ def test_type_errors_are_collected_in_model_order(srv: MockWebui) -> None:
             "sampler_index": None,
         },
     )
-    assert response.status_code == 422
-    assert response.json() == {
-        "detail": [
-            {
-                "loc": ["body", "steps"],
-                "msg": "value is not a valid integer",
-                "type": "type_error.integer",
-            },
-            {
-                "loc": ["body", "width"],
-                "msg": "value is not a valid integer",
-                "type": "type_error.integer",
-            },
-            {
-                "loc": ["body", "sampler_index"],
-                "msg": "none is not an allowed value",
-                "type": "type_error.none.not_allowed",
-            },
-            {
-                "loc": ["body", "send_images"],
-                "msg": "none is not an allowed value",
-                "type": "type_error.none.not_allowed",
-            },
-        ]
-    }
+    detail = [
+        v1_item("steps", "value is not a valid integer", "type_error.integer"),
+        v1_item("width", "value is not a valid integer", "type_error.integer"),
+        v1_item("sampler_index", "none is not an allowed value", "type_error.none.not_allowed"),
+        v1_item("send_images", "none is not an allowed value", "type_error.none.not_allowed"),
+    ]
+    expect(response, 422, {"detail": detail})
     assert srv.txt2img_count == 0
 
 
 def test_empty_body_and_broken_json_are_422(srv: MockWebui) -> None:
     empty = requests.post(srv.url + TXT2IMG, timeout=10)
-    assert empty.status_code == 422
-    assert empty.json() == {
-        "detail": [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
-    }
+    missing = {"loc": ["body"], "msg": "field required", "type": "value_error.missing"}
+    expect(empty, 422, {"detail": [missing]})
     broken = requests.post(
         srv.url + TXT2IMG, data=b"{", timeout=10, headers={"content-type": "application/json"}
     )
@@ -245,13 +242,7 @@ def test_empty_body_and_broken_json_are_422(srv: MockWebui) -> None:
 
 def test_unknown_script_is_a_422_httpexception(srv: MockWebui) -> None:
     response = post(srv, {**SMALL, "script_name": "no such script"})
-    assert response.status_code == 422
-    assert response.json() == {
-        "error": "HTTPException",
-        "detail": "Script 'no such script' not found",
-        "body": "",
-        "errors": "",
-    }
+    expect(response, 422, webui_error("HTTPException", detail="Script 'no such script' not found"))
 
 
 # -- seeds, info, images -------------------------------------------------------------------
@@ -381,13 +372,7 @@ def test_checkpoint_override_by_alias(srv: MockWebui) -> None:
     _, info = generate(srv, override_settings={"sd_model_checkpoint": "nope.safetensors"})
     assert info["sd_model_name"] == models[0]["model_name"]  # silently the loaded model
     bad = post(srv, {**SMALL, "override_settings": {"CLIP_stop_at_last_layer": 2}})
-    assert bad.status_code == 500
-    assert bad.json() == {
-        "error": "KeyError",
-        "detail": "",
-        "body": "",
-        "errors": "'CLIP_stop_at_last_layer'",
-    }
+    expect(bad, 500, webui_error("KeyError", errors="'CLIP_stop_at_last_layer'"))
 
 
 def test_hires_fix_returns_the_upscaled_size(srv: MockWebui) -> None:
@@ -446,13 +431,8 @@ def test_list_endpoints_and_unknown_routes(srv: MockWebui) -> None:
 def test_auth() -> None:
     with MockWebui(auth=("alice", "s3cret")) as server:
         missing = post(server, SMALL)
-        assert missing.status_code == 401 and "www-authenticate" not in missing.headers
-        assert missing.json() == {
-            "error": "HTTPException",
-            "detail": "Not authenticated",
-            "body": "",
-            "errors": "",
-        }
+        expect(missing, 401, webui_error("HTTPException", detail="Not authenticated"))
+        assert "www-authenticate" not in missing.headers
         wrong = requests.get(server.url + "/sdapi/v1/progress", auth=("alice", "x"), timeout=10)
         assert wrong.status_code == 401
         assert wrong.json()["detail"] == "Incorrect username or password"
@@ -546,13 +526,8 @@ def test_injected_500_has_the_webui_shape(srv: MockWebui) -> None:
         fail_message="CUDA out of memory. Tried to allocate 2.00 GiB",
     )
     failed = post(srv, SMALL)
-    assert failed.status_code == 500
-    assert failed.json() == {
-        "error": "OutOfMemoryError",
-        "detail": "",
-        "body": "",
-        "errors": "CUDA out of memory. Tried to allocate 2.00 GiB",
-    }
+    oom = webui_error("OutOfMemoryError", errors="CUDA out of memory. Tried to allocate 2.00 GiB")
+    expect(failed, 500, oom)
     srv.inject(fail_next=1, fail_status=503)
     assert post(srv, SMALL).status_code == 503
     assert post(srv, SMALL).status_code == 200
@@ -604,14 +579,11 @@ def test_out_of_memory_above_a_batch_size(srv: MockWebui) -> None:
     set_faults = requests.post(srv.url + "/mock/faults", json={"oom_above_batch": 2}, timeout=10)
     assert set_faults.json()["oom_above_batch"] == 2
     failed = post(srv, {**SMALL, "batch_size": 3})
-    assert failed.status_code == 500
-    assert failed.json() == {
-        "error": "OutOfMemoryError",
-        "detail": "",
-        "body": "",
-        "errors": "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of "
-        "7.79 GiB of which 1.21 GiB is free. (sdbatch stand-in)",
-    }
+    message = (
+        "CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of "
+        "7.79 GiB of which 1.21 GiB is free. (sdbatch stand-in)"
+    )
+    expect(failed, 500, webui_error("OutOfMemoryError", errors=message))
     assert post(srv, {**SMALL, "batch_size": 2}).status_code == 200
     assert srv.txt2img_count == 1 and len(srv.generated) == 2  # the failed job made nothing
     assert [(r.status, r.fault) for r in srv.requests[1:]] == [(500, "oom"), (200, None)]

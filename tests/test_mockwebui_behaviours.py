@@ -22,19 +22,23 @@ from sdbatch.mockwebui import MockWebui, cli
 TXT2IMG = "/sdapi/v1/txt2img"
 SMALL = {"width": 64, "height": 48, "steps": 3}
 SD15 = "v1-5-pruned-emaonly.safetensors [6ce0161689]"
-NOT_FOUND_A1111 = {
-    "error": "HTTPException",
-    "detail": "Sampler not found",
-    "body": "",
-    "errors": "",
-}
-NOT_FOUND_SDNEXT = {
-    "error": "HTTPException",
-    "code": 404,
-    "detail": "Sampler not found",
-    "body": "",
-    "errors": "404: Sampler not found",
-}
+
+
+def webui_error(error: str, *, detail: str = "", errors: str = "") -> dict[str, str]:
+    """The body A1111's api_middleware sends for an exception (a1111-api.md §3); `body` is
+    always empty there, so only the parts that vary are written at each use."""
+    return {"error": error, "detail": detail, "body": "", "errors": errors}
+
+
+def sdnext_error(error: str, code: int, *, detail: str = "", errors: str) -> dict[str, Any]:
+    """SD.Next's variant (§8): the same keys plus the status `code`."""
+    return {"error": error, "code": code, "detail": detail, "body": "", "errors": errors}
+
+
+NOT_FOUND_A1111 = webui_error("HTTPException", detail="Sampler not found")
+NOT_FOUND_SDNEXT = sdnext_error(
+    "HTTPException", 404, detail="Sampler not found", errors="404: Sampler not found"
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +70,18 @@ def generate(server: MockWebui, **body: Any) -> tuple[dict[str, Any], dict[str, 
     return data, json.loads(data["info"])
 
 
+def expect(response: requests.Response, status: int, body: Any) -> None:
+    """The answer's status, then its exact JSON body."""
+    assert response.status_code == status, response.text
+    assert response.json() == body
+
+
+def ask(sampler_name: str, **extra: str) -> dict[str, str]:
+    """A txt2img body naming a sampler (and maybe a schedule): keeps each row of the sampler
+    table below on one line."""
+    return {"sampler_name": sampler_name, **extra}
+
+
 def png(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
@@ -79,35 +95,25 @@ OK = 200
     ("behaviour", "body", "sampler", "schedule"),
     [
         # v1.10: silent fallback, combined names split, unknown scheduler -> Automatic.
-        ("v1.10", {"sampler_name": "nope"}, "DPM++ 2M", "Schedule type: Karras"),
-        ("v1.10", {"sampler_name": "DPM++ 2M Karras"}, "DPM++ 2M", "Schedule type: Karras"),
-        ("v1.10", {"sampler_name": "Euler", "scheduler": "bogus"}, "Euler", None),
+        ("v1.10", ask("nope"), "DPM++ 2M", "Schedule type: Karras"),
+        ("v1.10", ask("DPM++ 2M Karras"), "DPM++ 2M", "Schedule type: Karras"),
+        ("v1.10", ask("Euler", scheduler="bogus"), "Euler", None),
         # v1.9: scheduler supported; unknown scheduler -> Automatic.
-        (
-            "v1.9",
-            {"sampler_name": "Euler", "scheduler": "Karras"},
-            "Euler",
-            "Schedule type: Karras",
-        ),
-        ("v1.9", {"sampler_name": "Euler", "scheduler": "bogus"}, "Euler", None),
+        ("v1.9", ask("Euler", scheduler="Karras"), "Euler", "Schedule type: Karras"),
+        ("v1.9", ask("Euler", scheduler="bogus"), "Euler", None),
         # v1.8: the combined name is the sampler; no "Schedule type"; `scheduler` ignored.
-        ("v1.8", {"sampler_name": "DPM++ 2M Karras"}, "DPM++ 2M Karras", None),
-        ("v1.8", {"sampler_name": "Euler", "scheduler": "Karras"}, "Euler", None),
+        ("v1.8", ask("DPM++ 2M Karras"), "DPM++ 2M Karras", None),
+        ("v1.8", ask("Euler", scheduler="Karras"), "Euler", None),
         ("v1.8", {}, "Euler", None),  # sampler_index default
         # Forge: like v1.10, with its own samplers and schedulers.
-        ("forge", {"sampler_name": "nope"}, "DPM++ 2M", "Schedule type: Karras"),
-        ("forge", {"sampler_name": "DEIS"}, "DEIS", None),
-        ("forge", {"sampler_name": "Euler", "scheduler": "Turbo"}, "Euler", "Schedule type: Turbo"),
+        ("forge", ask("nope"), "DPM++ 2M", "Schedule type: Karras"),
+        ("forge", ask("DEIS"), "DEIS", None),
+        ("forge", ask("Euler", scheduler="Turbo"), "Euler", "Schedule type: Turbo"),
         # SD.Next: case-insensitive names, `scheduler` ignored, schedulers_sigma picks Karras.
-        ("sdnext", {"sampler_name": "euler A"}, "Euler a", None),
-        ("sdnext", {"sampler_name": "Euler a", "scheduler": "Karras"}, "Euler a", None),
-        (
-            "sdnext",
-            {"sampler_name": "Euler", "schedulers_sigma": "karras"},
-            "Euler",
-            "Sampler sigma: karras",
-        ),
-        ("sdnext", {"sampler_name": "Euler", "schedulers_sigma": "default"}, "Euler", None),
+        ("sdnext", ask("euler A"), "Euler a", None),
+        ("sdnext", ask("Euler a", scheduler="Karras"), "Euler a", None),
+        ("sdnext", ask("Euler", schedulers_sigma="karras"), "Euler", "Sampler sigma: karras"),
+        ("sdnext", ask("Euler", schedulers_sigma="default"), "Euler", None),
         ("sdnext", {}, "Default", None),
     ],
 )
@@ -144,9 +150,7 @@ def test_unknown_sampler_is_a_404(
 ) -> None:
     server = servers[behaviour]
     before = server.txt2img_count
-    response = post(server, {**SMALL, "sampler_name": name})
-    assert response.status_code == 404
-    assert response.json() == expected
+    expect(post(server, {**SMALL, "sampler_name": name}), 404, expected)
     assert server.txt2img_count == before  # nothing generated, no model loaded
     assert server.model_loads == 0
 
@@ -238,39 +242,24 @@ def test_sdnext_defaults_info_and_version_route(servers: dict[str, MockWebui]) -
 def test_forge_errors() -> None:
     with MockWebui(behaviour="forge", auth=("u", "p")) as server:
         missing = post(server, SMALL)
-        assert missing.status_code == 401
-        assert missing.json() == {"detail": "Not authenticated"}
+        expect(missing, 401, {"detail": "Not authenticated"})
         assert missing.headers["www-authenticate"] == "Basic"
         auth = ("u", "p")
         bad = post(server, {**SMALL, "steps": 20.7, "width": "abc"}, auth=auth)
-        assert bad.status_code == 422
-        assert bad.json() == {
-            "detail": [
-                {
-                    "type": "int_from_float",
-                    "loc": ["body", "steps"],
-                    "msg": "Input should be a valid integer, got a number with a fractional part",
-                    "input": 20.7,
-                },
-                {
-                    "type": "int_parsing",
-                    "loc": ["body", "width"],
-                    "msg": "Input should be a valid integer, unable to parse string as an integer",
-                    "input": "abc",
-                },
-            ]
-        }
+        fractional = "Input should be a valid integer, got a number with a fractional part"
+        unparsable = "Input should be a valid integer, unable to parse string as an integer"
+        detail = [
+            {"type": "int_from_float", "loc": ["body", "steps"], "msg": fractional, "input": 20.7},
+            {"type": "int_parsing", "loc": ["body", "width"], "msg": unparsable, "input": "abc"},
+        ]
+        expect(bad, 422, {"detail": detail})
         script = post(server, {**SMALL, "script_name": "nope"}, auth=auth)
         assert script.status_code == 422 and script.json() == {"detail": "Script 'nope' not found"}
         server.inject(fail_next=1, fail_error="OutOfMemoryError", fail_message="CUDA oom")
         oom = post(server, SMALL, auth=auth)
-        assert oom.status_code == 500
-        assert oom.json() == {
-            "error": "OutOfMemoryError",
-            "detail": "",
-            "body": "",
-            "message": "CUDA oom",
-        }
+        # Forge's handler says `message` where A1111 says `errors`.
+        forge_oom = {"error": "OutOfMemoryError", "detail": "", "body": "", "message": "CUDA oom"}
+        expect(oom, 500, forge_oom)
         ok = post(server, {**SMALL, "distilled_cfg_scale": 2.5}, auth=auth)
         assert ok.status_code == 200 and ok.json()["parameters"]["distilled_cfg_scale"] == 2.5
         modules = requests.get(server.url + "/sdapi/v1/sd-modules", auth=auth, timeout=10)
@@ -287,27 +276,17 @@ def test_v110_truncates_floats_for_int_fields(servers: dict[str, MockWebui]) -> 
 def test_sdnext_errors_and_control_routes() -> None:
     with MockWebui(behaviour="sdnext", auth=("u", "p")) as server:
         denied = post(server, SMALL)
-        assert denied.status_code == 401
-        assert denied.json() == {
-            "error": "HTTPException",
-            "code": 401,
-            "detail": "Unauthorized",
-            "body": "",
-            "errors": "401: Unauthorized",
-        }
+        unauthorized = sdnext_error(
+            "HTTPException", 401, detail="Unauthorized", errors="401: Unauthorized"
+        )
+        expect(denied, 401, unauthorized)
         auth = ("u", "p")
         server.inject(fail_next=1, fail_error="TypeError", fail_message="bad operand")
         typed = post(server, SMALL, auth=auth)
         assert typed.status_code == 500 and typed.json() == "bad operand"
         server.inject(fail_next=1, fail_error="OutOfMemoryError", fail_message="CUDA oom")
         oom = post(server, SMALL, auth=auth)
-        assert oom.json() == {
-            "error": "OutOfMemoryError",
-            "code": 500,
-            "detail": "",
-            "body": "",
-            "errors": "CUDA oom",
-        }
+        assert oom.json() == sdnext_error("OutOfMemoryError", 500, errors="CUDA oom")
         invalid = post(server, {**SMALL, "steps": "x"}, auth=auth)
         assert invalid.status_code == 422
         assert invalid.json()["detail"][0]["type"] == "int_parsing"
@@ -390,13 +369,7 @@ def test_options_post_loads_and_rejects_unknown_models() -> None:
         assert ok.status_code == 200 and time.monotonic() - started >= 0.2
         assert server.model_loads == 1
         bad = requests.post(url, json={"sd_model_checkpoint": "x"}, timeout=10)
-        assert bad.status_code == 500
-        assert bad.json() == {
-            "error": "RuntimeError",
-            "detail": "",
-            "body": "",
-            "errors": "model 'x' not found",
-        }
+        expect(bad, 500, webui_error("RuntimeError", errors="model 'x' not found"))
         _, info = generate(server)
         assert info["sd_model_name"] == "dreamshaper_8" and server.model_loads == 1
 

@@ -1,22 +1,84 @@
 """The txt2img request models: the A1111 v1.10.1 field table and each webui's variant of it.
 
-Only names, kinds, defaults and nullability live here; model.py (pydantic v1) and pydantic2.py
-(v2) coerce by `kind`.
+Names, kinds, defaults and nullability live here, with the walk over them that both pydantic
+flavours share (`Coercion`); model.py (pydantic v1) and pydantic2.py (v2) supply only what
+differs between them: how each `kind` coerces and how an error item reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from sdbatch.mockwebui.errors import ApiError
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
+Item = dict[str, Any]  # one entry of a 422's `detail`
 
 
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # int, float, bool, str, str_list, list or dict
+    kind: str  # one of KINDS
     default: Any
     nullable: bool = True  # dataclass-derived fields are Optional[...]
+
+
+KINDS = ("int", "float", "bool", "str", "str_list", "list", "dict")
+
+
+def by_kind(
+    int_: T, float_: T, bool_: T, str_: T, str_list: T, list_: T, dict_: T
+) -> Mapping[str, T]:
+    """A table with one entry per field kind, in KINDS order.
+
+    Positional and complete on purpose: a flavour that forgets a kind fails the type check
+    instead of raising KeyError on the first request that uses it.
+    """
+    return dict(zip(KINDS, (int_, float_, bool_, str_, str_list, list_, dict_), strict=True))
+
+
+@dataclass(frozen=True)
+class Coercion(Generic[E]):
+    """A pydantic flavour's pieces: the coercion per kind (raising `invalid`), the item for a
+    forbidden null, and the item built from an `invalid` raised for a value.
+
+    pydantic v1 and v2 walk a model the same way (`validate`) and differ only in these, so
+    model.py and pydantic2.py each hold one instance instead of a copy of the walk.
+    """
+
+    coerce: Mapping[str, Callable[[Any], Any]]
+    invalid: type[E]
+    null_item: Callable[[Field], Item]
+    invalid_item: Callable[[Field, Any, E], Item]
+
+    def validate(self, data: Mapping[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
+        """Every field of `fields`, in model order: its default when absent, None when null
+        and allowed, else the coerced value; or a 422 with all the errors (both flavours
+        collect rather than stop at the first, so a client sees every bad field at once)."""
+        values: dict[str, Any] = {}
+        errors: list[Item] = []
+        for f in fields:
+            if f.name not in data:
+                values[f.name] = copy.deepcopy(f.default)  # mutable defaults stay unshared
+                continue
+            value = data[f.name]
+            if value is None:
+                if f.nullable:
+                    values[f.name] = None
+                else:
+                    errors.append(self.null_item(f))
+                continue
+            try:
+                values[f.name] = self.coerce[f.kind](value)
+            except self.invalid as exc:
+                errors.append(self.invalid_item(f, value, exc))
+        if errors:
+            raise ApiError(422, {"detail": errors})
+        return values
 
 
 def _f(name: str, kind: str, default: Any, nullable: bool = True) -> Field:

@@ -7,15 +7,14 @@ is collected and answered as FastAPI's 422 `{"detail": [{loc, msg, type}, ...]}`
 
 from __future__ import annotations
 
-import copy
 import email.message
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sdbatch.mockwebui import pydantic2
 from sdbatch.mockwebui.errors import ApiError, http_exception
-from sdbatch.mockwebui.fields import FIELDS, Field
+from sdbatch.mockwebui.fields import FIELDS, Coercion, Field, by_kind
 
 # pydantic v1's BOOL_TRUE / BOOL_FALSE sets; 1.0 matches 1 through ==, as it does there.
 _TRUE: frozenset[Any] = frozenset({1, "1", "on", "t", "true", "y", "yes"})
@@ -99,19 +98,26 @@ def _dict(v: Any) -> dict[Any, Any]:
 
 
 # pydantic v1 coercion per field kind; pydantic2.py has the v2 (Forge, SD.Next) counterparts.
-COERCE: dict[str, Callable[[Any], Any]] = {
-    "int": _int,
-    "float": _float,
-    "bool": _bool,
-    "str": _str,
-    "str_list": _str_list,
-    "list": _list,
-    "dict": _dict,
-}
+COERCE: Mapping[str, Callable[[Any], Any]] = by_kind(
+    _int, _float, _bool, _str, _str_list, _list, _dict
+)
 
 
 def _error(loc: tuple[Any, ...], msg: str, type_: str, **extra: Any) -> dict[str, Any]:
     return {"loc": ["body", *loc], "msg": msg, "type": type_, **extra}
+
+
+def _null_item(f: Field) -> dict[str, Any]:
+    # v1 says the same for every kind; v2 answers with the kind's type error instead.
+    return _error((f.name,), "none is not an allowed value", "type_error.none.not_allowed")
+
+
+def _invalid_item(f: Field, value: Any, exc: _Invalid) -> dict[str, Any]:
+    # v1 items carry no `input`, so the value itself is not needed here.
+    return _error((f.name, *exc.loc), exc.msg, exc.type_)
+
+
+_V1: Coercion[_Invalid] = Coercion(COERCE, _Invalid, _null_item, _invalid_item)
 
 
 def decode_body(raw: bytes, content_type: str | None, v2: bool = False) -> Any:
@@ -164,25 +170,4 @@ def validate(body: Any, fields: tuple[Field, ...] = FIELDS, v2: bool = False) ->
         data = _dict(body)
     except _Invalid as exc:
         raise ApiError(422, {"detail": [_error((), exc.msg, exc.type_)]}) from None
-    values: dict[str, Any] = {}
-    errors: list[dict[str, Any]] = []
-    for f in fields:
-        if f.name not in data:
-            values[f.name] = copy.deepcopy(f.default)
-            continue
-        value = data[f.name]
-        if value is None:
-            if f.nullable:
-                values[f.name] = None
-            else:
-                errors.append(
-                    _error((f.name,), "none is not an allowed value", "type_error.none.not_allowed")
-                )
-            continue
-        try:
-            values[f.name] = COERCE[f.kind](value)
-        except _Invalid as exc:
-            errors.append(_error((f.name, *exc.loc), exc.msg, exc.type_))
-    if errors:
-        raise ApiError(422, {"detail": errors})
-    return values
+    return _V1.validate(data, fields)

@@ -7,13 +7,11 @@ for errors without the documentation `url`).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sdbatch.mockwebui.errors import ApiError
-from sdbatch.mockwebui.fields import Field
+from sdbatch.mockwebui.fields import Coercion, Field, by_kind
 
 MESSAGES = {
     "missing": "Field required",
@@ -114,46 +112,27 @@ def _dict(v: Any) -> dict[Any, Any]:
     raise _Invalid("dict_type")
 
 
-COERCE: Mapping[str, Callable[[Any], Any]] = {
-    "int": _int,
-    "float": _float,
-    "bool": _bool,
-    "str": _str,
-    "str_list": _str_list,
-    "list": _list,
-    "dict": _dict,
-}
-# What a non-nullable field says about null: the type error of its kind.
-_NULL = {
-    "int": "int_type",
-    "float": "float_type",
-    "bool": "bool_type",
-    "str": "string_type",
-    "str_list": "list_type",
-    "list": "list_type",
-    "dict": "dict_type",
-}
+COERCE: Mapping[str, Callable[[Any], Any]] = by_kind(
+    _int, _float, _bool, _str, _str_list, _list, _dict
+)
+# What a non-nullable field says about null: the type error of its kind (a str_list is a list).
+_NULL: Mapping[str, str] = by_kind(
+    "int_type", "float_type", "bool_type", "string_type", "list_type", "list_type", "dict_type"
+)
+
+
+def _null_item(f: Field) -> dict[str, Any]:
+    return error((f.name,), _NULL[f.kind], None)
+
+
+def _invalid_item(f: Field, value: Any, exc: _Invalid) -> dict[str, Any]:
+    # v2 echoes the offending `input`: for a bad list item, that item rather than the list.
+    bad = value[exc.loc[0]] if exc.loc else value
+    return error((f.name, *exc.loc), exc.type_, bad)
+
+
+_V2: Coercion[_Invalid] = Coercion(COERCE, _Invalid, _null_item, _invalid_item)
 
 
 def validate(data: Mapping[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    errors: list[dict[str, Any]] = []
-    for f in fields:
-        if f.name not in data:
-            values[f.name] = copy.deepcopy(f.default)
-            continue
-        value = data[f.name]
-        if value is None:
-            if f.nullable:
-                values[f.name] = None
-            else:
-                errors.append(error((f.name,), _NULL[f.kind], None))
-            continue
-        try:
-            values[f.name] = COERCE[f.kind](value)
-        except _Invalid as exc:
-            bad = value[exc.loc[0]] if exc.loc else value
-            errors.append(error((f.name, *exc.loc), exc.type_, bad))
-    if errors:
-        raise ApiError(422, {"detail": errors})
-    return values
+    return _V2.validate(data, fields)

@@ -1,0 +1,79 @@
+"""What the benchmark scripts share: stand-in webuis in their own processes, and the job they run.
+
+Imported as a sibling module: running `python bench/bench_x.py` puts `bench/` on `sys.path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from sdbatch.loader import Axis, Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
+
+PROMPT = "a lighthouse at dusk, oil painting"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def webuis(n: int, image_delay: float | None = None) -> Iterator[list[str]]:
+    """`n` stand-in webuis, each in its own process (so the client's time is not theirs), each
+    answering /progress before their URLs are yielded; stopped on the way out."""
+    procs, urls = [], []
+    try:
+        for _ in range(n):
+            port = free_port()
+            cmd = [sys.executable, "-m", "sdbatch", "mock-webui", "--port", str(port)]
+            if image_delay is not None:
+                cmd += ["--image-delay", str(image_delay)]
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            for _ in range(200):
+                try:
+                    requests.get(url + "/sdapi/v1/progress", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.05)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def bench_job(
+    server: ServerConfig,
+    images: int,
+    *,
+    prompt: str = PROMPT,
+    size: int = 512,
+    grid: tuple[Axis, ...] = (),
+) -> Job:
+    """One prompt x `images` seeds (1, 2, ...) at `size` x `size`, crossed with `grid`."""
+    defaults: dict[str, Any] = {"steps": 20, "width": size, "height": size, "sampler_name": "Euler"}
+    return Job(
+        path=Path("bench.yaml"),
+        name="bench",
+        server=server,
+        defaults=defaults,
+        prompts=(PromptSpec(prompt),),
+        grid=grid,
+        seeds=SeedSpec(start=1, count=images),
+        extra_fields={},
+        output=OutputSpec(),
+    )
