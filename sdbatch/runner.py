@@ -99,7 +99,7 @@ class RunResult:
 
 
 class _WriterThread(threading.Thread):
-    """Consumes outcomes in plan order; remembers the first error so the run can stop on it."""
+    """Consumes outcomes as they come; remembers the first error so the run can stop on it."""
 
     def __init__(self, writer: Writer, progress: Progress) -> None:
         super().__init__(name="sdbatch-writer", daemon=True)
