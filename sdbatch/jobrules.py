@@ -14,12 +14,11 @@ from typing import Any
 
 import yaml
 
-from sdbatch.errors import Problem
+from sdbatch.errors import Problem, did_you_mean
 from sdbatch.jobschema import (
     PROMPT_MESSAGE,
     SEED_MESSAGE,
     Positions,
-    did_you_mean,
     json_path,
     txt2img_fields,
 )

@@ -8,10 +8,9 @@ sees plain data and knows no line numbers.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from sdbatch.errors import Problem
+from sdbatch.errors import Problem, did_you_mean
 
 JsonPath = Sequence[Any]  # str keys and int indices, as in ValidationError.absolute_path
 
@@ -75,11 +74,6 @@ def json_path(path: JsonPath) -> str:
         is_index = isinstance(elem, int) and not isinstance(elem, bool)
         text += f"[{elem}]" if is_index else f".{elem}"
     return text
-
-
-def did_you_mean(word: object, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Positions:

@@ -11,7 +11,7 @@ with `seed` the seed the server used. Rows written before `vars`/`template` exis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -117,6 +117,17 @@ def in_force(records: Iterable[Record]) -> list[Record]:
     return sorted(kept, key=lambda r: (r.payload_index, r.image_index, r.line))
 
 
+def parse_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """Each line of a manifest as (line number, row); the row is None for a line that is not
+    a JSON object: the one a crash cut short mid-append. Resume and pictures both read this."""
+    for line_no, line in enumerate(text.splitlines()):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        yield line_no, row if isinstance(row, dict) else None
+
+
 def read_records(out_dir: Path) -> list[Record]:
     """The rows in force in `out_dir`'s manifest. A torn or foreign line is skipped: the run
     that wrote it may have been killed mid-append."""
@@ -127,14 +138,7 @@ def read_records(out_dir: Path) -> list[Record]:
         raise UsageError(f"{out_dir} has no {MANIFEST}: not an sdbatch output dir") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    records = []
-    for line_no, line in enumerate(text.splitlines()):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "id" in row:
-            records.append(_record(row, line_no))
+    records = [_record(row, n) for n, row in parse_lines(text) if row and "id" in row]
     return in_force(records)
 
 

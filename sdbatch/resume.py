@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from pathlib import Path
 import filelock
 
 from sdbatch.errors import OutputError, RunLockedError, UsageError
+from sdbatch.manifest import MANIFEST, parse_lines
 from sdbatch.plan import Plan, PlannedPayload
-from sdbatch.writer import MANIFEST
 
 LOCK = ".sdbatch.lock"
 OWNER = ".sdbatch.owner"  # the pid of the run holding the lock, for the message of the next one
@@ -92,13 +91,8 @@ def _read_manifest(path: Path, job_name: str, strict: bool) -> tuple[list[_Done]
     data = path.read_bytes()
     cut = data.rfind(b"\n") + 1  # everything after the last newline is a torn row
     ok, torn = [], 0
-    for line in data[:cut].decode("utf-8", errors="replace").split("\n")[:-1]:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            torn += 1
-            continue
-        if not isinstance(row, dict):
+    for _, row in parse_lines(data[:cut].decode("utf-8", errors="replace")):
+        if row is None:
             torn += 1
             continue
         if row.get("job", job_name) != job_name:

@@ -9,6 +9,7 @@ whose sampler list holds combined names ("DPM++ 2M Karras") is v1.8 or older.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -46,14 +47,22 @@ class ServerFacts:
         if name in self.sampler_aliases:
             return self.sampler_aliases[name]
         if self.case_insensitive:
-            folded = {n.casefold(): n for n in (*self.sampler_names, *self.sampler_aliases)}
-            hit = folded.get(name.casefold())
+            hit = self._folded_samplers.get(name.casefold())
             return None if hit is None else self.sampler(hit)
         return None
 
     def scheduler(self, name: str) -> str | None:
         """The label ("Karras") of a scheduler name, label or alias; None if unknown."""
-        return label_index(self.schedulers).get(name)
+        return self._scheduler_labels.get(name)
+
+    # The post-check asks these for every image: the indexes are built once per server.
+    @functools.cached_property
+    def _folded_samplers(self) -> dict[str, str]:
+        return {n.casefold(): n for n in (*self.sampler_names, *self.sampler_aliases)}
+
+    @functools.cached_property
+    def _scheduler_labels(self) -> dict[str, str]:
+        return label_index(self.schedulers)
 
     def checkpoint(self, alias: str) -> Checkpoint | None:
         return next((c for c in self.checkpoints if alias in c.aliases), None)

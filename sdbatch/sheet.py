@@ -23,7 +23,6 @@ How images become sheets:
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Sequence
@@ -32,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from sdbatch.atomic import replace_file
-from sdbatch.errors import UsageError
+from sdbatch.errors import UsageError, did_you_mean
 from sdbatch.manifest import (
+    MANIFEST,
     Record,
     distinct,
     field_names,
@@ -272,13 +272,12 @@ def sheet_command(
     both are omitted, and (re)build the sheets. UsageError (exit 2) for a bad dir or field."""
     records = read_records(out_dir)
     if not records:
-        raise UsageError(f"{out_dir / 'manifest.jsonl'} has no rows yet: nothing to draw")
+        raise UsageError(f"{out_dir / MANIFEST} has no rows yet: nothing to draw")
     known = field_names(records)
     given = [(flag, name) for flag, name in (("x", x), ("y", y), ("z", z)) if name]
     for flag, name in given:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, known)
             raise UsageError(f"--{flag} {name}: no such field in {out_dir}{hint}")
         if len(distinct(records, name)) < 2:
             moving = ", ".join(varying(records)) or "none"

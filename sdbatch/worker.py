@@ -21,7 +21,6 @@ from typing import Any
 
 import requests
 import tenacity
-from requests.adapters import HTTPAdapter
 
 from sdbatch.attempt import IDLE_POLL, Gate, OutOfMemory, Permanent, Tally, Transient, post_once
 from sdbatch.errors import ServerUnreachableError
@@ -30,6 +29,7 @@ from sdbatch.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.plan import PlannedPayload
 from sdbatch.responses import DecodeError, GeneratedImage, Outcome, Response, decode, server_message
 from sdbatch.serverwait import wait_for_server
+from sdbatch.session import make_session
 
 # The response records and decode() live in sdbatch.responses; the writer imports them here.
 # IDLE_POLL lives with the gate in sdbatch.attempt; the tests read it here.
@@ -53,8 +53,6 @@ INTERRUPT_TIMEOUT = 5.0
 # Exponential backoff with jitter between attempts, in seconds.
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 60.0
-# Two request threads, a /progress poll and an interrupt may all be open at once.
-POOL_SIZE = 4
 
 
 class Worker:
@@ -80,12 +78,7 @@ class Worker:
         self.model_switches = 0
         self._model: object = None  # the checkpoint of the last payload sent
         self._model_lock = threading.Lock()
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self.session = session
+        self.session = session or make_session(server)
         self._sleep = sleep
         self._clock = clock
         self._base = self.url.rstrip("/")
