@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from sdbatch.loader import Axis, Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
+from sdbatch.job.loader import Axis, Job, OutputSpec, PromptSpec, SeedSpec, ServerConfig
 
 PROMPT = "a lighthouse at dusk, oil painting"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from _common import bench_job
 
-from sdbatch.loader import ServerConfig
-from sdbatch.plan import Plan, build_plan
-from sdbatch.resume import open_output, todo
+from sdbatch.job.loader import ServerConfig
+from sdbatch.output.resume import open_output, todo
+from sdbatch.plan.expand import Plan, build_plan
 
 
 def make_plan(rows: int) -> Plan:

@@ -22,13 +22,14 @@ from pathlib import Path
 import requests
 from _common import bench_job, webuis
 
-from sdbatch.loader import ServerConfig
-from sdbatch.mockwebui import MockWebui
-from sdbatch.plan import Plan, build_plan
-from sdbatch.progress import Console
-from sdbatch.runner import run_job
-from sdbatch.worker import Worker
-from sdbatch.writer import RunInfo
+from sdbatch.backends.a1111.connect import Fleet
+from sdbatch.backends.a1111.worker import Worker
+from sdbatch.job.loader import ServerConfig
+from sdbatch.output.writer import RunInfo
+from sdbatch.plan.expand import Plan, build_plan
+from sdbatch.run.progress import Console
+from sdbatch.run.runner import run_job
+from sdbatch.standin.a1111 import MockWebui
 
 
 def make_plan(url: str, images: int) -> Plan:
@@ -51,7 +52,7 @@ def sdbatch_run(plan: Plan, out: Path) -> float:
     result = run_job(
         plan,
         out,
-        workers=[Worker(plan.job.server)],
+        connection=Fleet([Worker(plan.job.server)], {}),
         console=console,
         run_info=RunInfo("bench", "d", "t"),
     )

@@ -18,13 +18,13 @@ from pathlib import Path
 import requests
 from _common import bench_job, webuis
 
-from sdbatch.loader import Axis, Job, ServerConfig
-from sdbatch.mockwebui import MockWebui
-from sdbatch.plan import build_plan
-from sdbatch.progress import Console
-from sdbatch.runner import run_job
-from sdbatch.servers import connect
-from sdbatch.writer import RunInfo
+from sdbatch.backends.a1111.connect import connect
+from sdbatch.job.loader import Axis, Job, ServerConfig
+from sdbatch.output.writer import RunInfo
+from sdbatch.plan.expand import build_plan
+from sdbatch.run.progress import Console
+from sdbatch.run.runner import run_job
+from sdbatch.standin.a1111 import MockWebui
 
 DELAY = 0.1
 
@@ -43,7 +43,7 @@ def images_per_second(urls: list[str], images: int) -> float:
         result = run_job(
             plan,
             Path(tmp),
-            workers=fleet.workers,
+            connection=fleet,
             console=Console(io.StringIO(), io.StringIO()),
             run_info=RunInfo("bench", "d", "t"),
         )
@@ -83,7 +83,7 @@ def model_loads() -> tuple[int, int, int]:
         result = run_job(
             build_plan(the_job),
             Path(tmp),
-            workers=fleet.workers,
+            connection=fleet,
             console=Console(io.StringIO(), io.StringIO()),
             run_info=RunInfo("bench", "d", "t"),
         )

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import TextIO
 
 from sdbatch import __version__
+from sdbatch.backends.base import Connection
+from sdbatch.backends.registry import backend_for
+from sdbatch.backends.session import AUTH_ENV, parse_auth
 from sdbatch.errors import (
     ExitCode,
     JobValidationError,
@@ -26,17 +29,15 @@ from sdbatch.errors import (
     Problem,
     SdbatchError,
 )
-from sdbatch.gallery import build_gallery
-from sdbatch.loader import Job, load_job
-from sdbatch.mockwebui import cli as mock_cli
-from sdbatch.plan import Plan, build_plan
-from sdbatch.progress import Console
-from sdbatch.resume import fresh_dir
-from sdbatch.runner import run_job
-from sdbatch.servers import connect
-from sdbatch.session import AUTH_ENV, parse_auth
-from sdbatch.sheet import sheet_command
-from sdbatch.writer import RunInfo
+from sdbatch.job.loader import Job, load_job
+from sdbatch.output.resume import fresh_dir
+from sdbatch.output.writer import RunInfo
+from sdbatch.pictures.gallery import build_gallery
+from sdbatch.pictures.sheet import sheet_command
+from sdbatch.plan.expand import Plan, build_plan
+from sdbatch.run.progress import Console
+from sdbatch.run.runner import run_job
+from sdbatch.standin.a1111 import cli as mock_cli
 
 Command = Callable[[argparse.Namespace, Console], int]
 
@@ -101,8 +102,10 @@ def _job_for_run(args: argparse.Namespace) -> Job:
     return dataclasses.replace(job, server=server)
 
 
-def _auth(args: argparse.Namespace) -> tuple[str, str] | None:
-    return parse_auth(args.api_auth or os.environ.get(AUTH_ENV))
+def _connect(job: Job, args: argparse.Namespace, *, preflight: bool) -> Connection:
+    """The job's servers through the backend its `server.type` names, preflight included."""
+    auth = parse_auth(args.api_auth or os.environ.get(AUTH_ENV))
+    return backend_for(job).connect(job, auth=auth, preflight=preflight, environ=os.environ)
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -113,16 +116,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         out_dir = fresh_dir(out_dir)
     run = dataclasses.replace(run, rng_seed=plan.rng_seed)
     console.info(f"{_describe(plan)}, writing to {out_dir}")
-    fleet = connect(job, auth=_auth(args), preflight=not args.no_preflight)
-    console.info(f"preflight passed: {fleet.describe()}")
+    connection = _connect(job, args, preflight=not args.no_preflight)
+    console.info(f"preflight passed: {connection.describe()}")
     result = run_job(
         plan,
         out_dir,
-        workers=fleet.workers,
+        connection=connection,
         console=console,
         run_info=run,
         verify=args.verify,
-        postcheck=fleet.postcheck if fleet.facts else None,
         strict=args.strict,
     )
     return result.exit_code
@@ -130,8 +132,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 def _check(args: argparse.Namespace, console: Console) -> int:
     job = _job_for_run(args)
-    fleet = connect(job, auth=_auth(args))
-    print(f"{args.job}: ok on {fleet.describe()}", file=console.out)
+    connection = _connect(job, args, preflight=True)
+    print(f"{args.job}: ok on {connection.describe()}", file=console.out)
     return ExitCode.OK
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from sdbatch.cli import main
-from sdbatch.mockwebui import MockWebui
-from sdbatch.progress import Console
+from sdbatch.run.progress import Console
+from sdbatch.standin.a1111 import MockWebui
 
 
 @dataclass(frozen=True)

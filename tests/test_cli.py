@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import RunCli
 
-from sdbatch.mockwebui import MockWebui
+from sdbatch.standin.a1111 import MockWebui
 
 ROOT = Path(__file__).resolve().parent.parent
 INVALID = sorted((ROOT / "tests" / "data" / "jobs" / "invalid").glob("*.yaml"))

@@ -1,0 +1,149 @@
+"""One attempt at `POST /sdapi/v1/txt2img`, what its failure means, and the gate it passes.
+
+Entry point: `post_once(session, url, payload, ...) -> bytes`, the response body, or one of
+`Transient` (another attempt may cure it), `OutOfMemory` (a kind of Transient) or `Permanent`.
+Retrying, backoff and splitting batches are the worker's (`worker`).
+
+Timeouts: the webui does not notice a client giving up; a request that timed out keeps
+generating and holds the webui's queue. So after a read timeout sdbatch does not send it again
+at once. It closes a gate that stops its other request thread from sending anything new, polls
+`/sdapi/v1/progress` every few seconds until the webui is idle (giving up on that after another
+`server.timeout` seconds), then reopens the gate and the worker retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from sdbatch.backends.a1111.oom import batch_size, is_out_of_memory
+from sdbatch.backends.a1111.responses import server_message
+from sdbatch.backends.a1111.wait import webui_busy
+
+log = logging.getLogger("sdbatch")
+
+TXT2IMG = "/sdapi/v1/txt2img"
+IDLE_POLL = 3.0  # between /progress polls while a timed-out job finishes
+
+
+class Transient(Exception):
+    """An attempt failed in a way another attempt may cure (connection, timeout, 5xx)."""
+
+    def __init__(self, message: str, *, reached: bool) -> None:
+        super().__init__(message)
+        self.reached = reached  # did the server answer at all?
+
+
+class OutOfMemory(Transient):
+    """A 5xx out-of-memory error: split the batch if it has more than one image, else retry."""
+
+
+class Permanent(Exception):
+    """The server rejected the payload itself (4xx); sending it again cannot help."""
+
+
+@dataclass
+class Tally:
+    """Shared by every part of one planned payload."""
+
+    attempts: int = 0
+    reached: bool = False
+
+
+class Gate:
+    """Open unless some request thread is waiting for a timed-out job to finish; every attempt
+    passes it first. A count, because both request threads may time out at once."""
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._closers = 0
+        self._open = threading.Event()
+        self._open.set()
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def close(self) -> None:
+        with self._lock:
+            self._closers += 1
+            self._open.clear()
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closers -= 1
+            if self._closers == 0:
+                self._open.set()
+
+    def wait(self) -> None:
+        self._open.wait()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def hold_until_idle(self, session: requests.Session, base: str, timeout: float) -> None:
+        """After a read timeout: hold back new requests until the timed-out job is done."""
+        self.close()
+        try:
+            log.warning(
+                "no answer within %g s; waiting for the webui to finish that job "
+                "before sending it again",
+                timeout,
+            )
+            deadline = self._monotonic() + timeout
+            while webui_busy(session, base):
+                if self._monotonic() >= deadline:
+                    log.warning("the webui is still busy; sending again anyway")
+                    return
+                self._sleep(IDLE_POLL)
+        finally:
+            self.reopen()
+
+
+def post_once(
+    session: requests.Session,
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    timeout: float,
+    gate: Gate,
+    tally: Tally,
+    index: int,
+) -> bytes:
+    """Send `payload` once, after the gate opens; `index` is the planned payload's, for the log."""
+    base = url.rstrip("/")
+    gate.wait()
+    tally.attempts += 1
+    try:
+        response = session.post(base + TXT2IMG, json=payload, timeout=timeout)
+    except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
+        raise Transient(f"cannot reach {url}: {exc}", reached=False) from exc
+    except requests.Timeout as exc:  # a read timeout: the webui has it and goes on
+        tally.reached = True
+        gate.hold_until_idle(session, base, timeout)
+        raise Transient(f"no answer within {timeout:g} s", reached=True) from exc
+    tally.reached = True
+    if response.status_code == 200:
+        return response.content
+    message = server_message(response)
+    if is_out_of_memory(response.status_code, message):
+        log.warning(
+            "the webui ran out of GPU memory on payload %d (batch_size %d): %s",
+            index,
+            batch_size(payload),
+            message,
+        )
+        raise OutOfMemory(message, reached=True)
+    if response.status_code >= 500:
+        raise Transient(message, reached=True)
+    raise Permanent(message)

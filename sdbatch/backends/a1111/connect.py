@@ -1,0 +1,118 @@
+"""The A1111 backend: reach the webuis, learn what each one offers, and check the job against
+it before a single image is generated.
+
+Entry point: `BACKEND.connect(job, auth=...) -> Fleet` (or `connect`), the `backends.base`
+seam for A1111, Forge and SD.Next: one session per webui (credentials, proxy
+headers, TLS), an optional wait for them to come up, the preflight of every webui (every
+sampler, scheduler, checkpoint and upscaler the plan will send, against the webui's own lists),
+and one `Worker` per webui that sends payloads in the form that webui needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sdbatch.backends.a1111.postcheck import compare
+from sdbatch.backends.a1111.preflight import ServerFacts, Translation, check_all, inspect_server
+from sdbatch.backends.a1111.responses import decode
+from sdbatch.backends.a1111.wait import wait_for_server
+from sdbatch.backends.a1111.worker import Worker
+from sdbatch.backends.base import GeneratedImage, Response
+from sdbatch.backends.session import check_url, make_session
+from sdbatch.errors import ServerUnreachableError
+from sdbatch.job.loader import Job
+
+log = logging.getLogger("sdbatch")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The webuis of one run: `backends.base.Connection` for A1111."""
+
+    workers: list[Worker]
+    facts: Mapping[str, ServerFacts]  # by url; empty when preflight was skipped
+
+    @property
+    def checked(self) -> bool:
+        return bool(self.facts)
+
+    def decode(self, response: Response) -> list[GeneratedImage]:
+        return decode(response)
+
+    def postcheck(self, url: str, image: GeneratedImage) -> Mapping[str, list[Any]]:
+        """What the webui says it used for this image, against what it was asked."""
+        return compare(image.payload, image.info, image.infotext, self.facts.get(url))
+
+    def describe(self) -> str:
+        parts = []
+        for url, facts in self.facts.items():
+            version = f" {facts.version}" if facts.version else ""
+            parts.append(f"{url} ({facts.flavour}{version})")
+        return ", ".join(parts) or ", ".join(w.url for w in self.workers)
+
+
+def _inspect(urls: list[str], sessions: Mapping[str, Any], timeout: float) -> list[ServerFacts]:
+    """Every webui that answers; one that does not is left out, unless none answers."""
+    found: list[ServerFacts] = []
+    errors: list[str] = []
+    for url in urls:
+        try:
+            found.append(inspect_server(url, sessions[url], timeout=timeout))
+        except ServerUnreachableError as exc:
+            errors.append(str(exc))
+            if len(urls) > 1:
+                log.error("leaving out %s: %s", url, exc)
+    if not found:
+        raise ServerUnreachableError("; ".join(errors))
+    return found
+
+
+def connect(
+    job: Job,
+    *,
+    auth: tuple[str, str] | None = None,
+    preflight: bool = True,
+    environ: Mapping[str, str] = os.environ,
+) -> Fleet:
+    """Sessions, wait, preflight, workers. Raises JobValidationError (exit 2) when the job asks
+    a webui for something it does not have, ServerUnreachableError (exit 3) when none answers."""
+    server = job.server
+    urls = [check_url(url) for url in server.all_urls]
+    sessions = {url: make_session(server, auth=auth, environ=environ) for url in urls}
+    if server.wait > 0:
+        for url in urls:
+            wait_for_server(url, server.wait, session=sessions[url])
+    if not preflight:
+        workers = [Worker(server, url=url, session=sessions[url]) for url in urls]
+        return Fleet(workers, {})
+    facts = _inspect(urls, sessions, timeout=min(server.timeout, 60.0))
+    translations: list[Translation] = check_all(job, facts)
+    workers = [
+        Worker(server, url=f.url, session=sessions[f.url], translate=t.apply)
+        for f, t in zip(facts, translations, strict=True)
+    ]
+    return Fleet(workers, {f.url: f for f in facts})
+
+
+@dataclass(frozen=True)
+class A1111:
+    """AUTOMATIC1111 v1.x and the forks that keep its API (Forge, SD.Next)."""
+
+    name: str = "a1111"
+
+    def connect(
+        self,
+        job: Job,
+        *,
+        auth: tuple[str, str] | None,
+        preflight: bool,
+        environ: Mapping[str, str],
+    ) -> Fleet:
+        return connect(job, auth=auth, preflight=preflight, environ=environ)
+
+
+BACKEND = A1111()

@@ -1,0 +1,202 @@
+"""Send one planned payload to `POST /sdapi/v1/txt2img`, retrying what is worth retrying.
+
+Entry point: `Worker.submit(item) -> Outcome` (the `backends.base.Worker` of A1111). The
+response body stays undecoded in the `Outcome`; `responses.decode` turns it into images on the
+writer's thread, so the next request is already on its way while this one is written.
+
+Here: retries with backoff, splitting a batch that runs out of GPU memory, model switches.
+One attempt and what its failure means are `attempt`'s. Timeouts: a request that timed
+out keeps the webui busy, so it is sent again only once the webui is idle, and the worker's
+other requests wait at its gate meanwhile. A request that never reached the webui (connection
+refused, connect timeout) is retried at once with the usual backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+import tenacity
+
+from sdbatch.backends.a1111.attempt import (
+    Gate,
+    OutOfMemory,
+    Permanent,
+    Tally,
+    Transient,
+    post_once,
+)
+from sdbatch.backends.a1111.oom import OOM_RETRIES, batch_size, split_batch
+from sdbatch.backends.a1111.responses import server_message
+from sdbatch.backends.a1111.wait import sampling_step
+from sdbatch.backends.base import Outcome, Response
+from sdbatch.backends.session import make_session
+from sdbatch.errors import ServerUnreachableError
+from sdbatch.job.loader import ServerConfig
+from sdbatch.plan.expand import PlannedPayload
+
+log = logging.getLogger("sdbatch")
+
+INTERRUPT = "/sdapi/v1/interrupt"
+INTERRUPT_TIMEOUT = 5.0
+# Exponential backoff with jitter between attempts, in seconds.
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 60.0
+
+
+class Worker:
+    """Posts payloads to one webui through one `requests.Session`; `submit` may be called from
+    several threads at once."""
+
+    def __init__(
+        self,
+        server: ServerConfig,
+        *,
+        url: str | None = None,
+        session: requests.Session | None = None,
+        translate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.server = server
+        self.url = url or server.url  # one of server.all_urls
+        # What this webui needs sent instead of the planned payload (preflight's Translation:
+        # canonical checkpoint names, legacy sampler names); the manifest records the result.
+        self._translate = translate or dict
+        self.model_switches = 0
+        self._model: object = None  # the checkpoint of the last payload sent
+        self._model_lock = threading.Lock()
+        self.session = session or make_session(server)
+        self._sleep = sleep
+        self._clock = clock
+        self._base = self.url.rstrip("/")
+        self.gate = Gate(sleep=sleep, monotonic=monotonic)
+
+    def sampling_step(self) -> str | None:
+        return sampling_step(self.session, self.url)
+
+    def interrupt(self) -> None:
+        """Ask the webui to stop the job it is running (best effort, never raises). It stops
+        only the current job; one queued behind it still runs (a1111-api.md §3)."""
+        try:
+            response = self.session.post(self._base + INTERRUPT, timeout=INTERRUPT_TIMEOUT)
+        except requests.RequestException as exc:
+            log.warning("could not interrupt the webui at %s: %s", self.url, exc)
+            return
+        if response.status_code >= 300:  # A1111 answers 200 {}, SD.Next 204
+            log.warning("interrupting the webui failed: %s", server_message(response))
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)
+
+    def _post(self, item: PlannedPayload, payload: Mapping[str, Any], tally: Tally) -> bytes:
+        """One payload with retries. An out-of-memory error of a splittable batch is raised at
+        once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries."""
+        splittable = batch_size(payload) > 1
+        ooms = others = 0
+
+        def retry(exc: BaseException) -> bool:
+            if isinstance(exc, OutOfMemory):
+                return not splittable and ooms <= OOM_RETRIES
+            return isinstance(exc, Transient) and others <= self.server.retries
+
+        retrying = tenacity.Retrying(
+            wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX),
+            retry=tenacity.retry_if_exception(retry),
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                try:
+                    return post_once(
+                        self.session,
+                        self.url,
+                        payload,
+                        timeout=self.server.timeout,
+                        gate=self.gate,
+                        tally=tally,
+                        index=item.index,
+                    )
+                except OutOfMemory:
+                    ooms += 1
+                    raise
+                except Transient:
+                    others += 1
+                    raise
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _send(
+        self,
+        item: PlannedPayload,
+        payload: Mapping[str, Any],
+        first: int,
+        tally: Tally,
+        responses: list[Response],
+    ) -> list[str]:
+        """Send a payload, splitting it on out of memory; collect responses in image order and
+        return the errors of the parts that failed. A part that exhausts its retries on a
+        timeout or connection error raises: the other parts would only fare the same."""
+        try:
+            responses.append(Response(payload, first, self._post(item, payload, tally)))
+            return []
+        except Permanent as exc:
+            return [str(exc)]
+        except OutOfMemory as exc:
+            if batch_size(payload) < 2:
+                return [str(exc)]
+        parts = split_batch(payload)
+        log.info(
+            "splitting payload %d into %d requests of batch_size %d and %d",
+            item.index,
+            len(parts),
+            batch_size(parts[0].payload),
+            batch_size(parts[1].payload),
+        )
+        errors: list[str] = []
+        for part in parts:
+            errors += self._send(item, part.payload, first + part.first_image, tally, responses)
+        return errors
+
+    def submit(self, item: PlannedPayload) -> Outcome:
+        """Send one planned payload: retry transient failures, split a batch that runs out of
+        GPU memory, try a 4xx exactly once.
+
+        Raises ServerUnreachableError when no attempt reached the server at all: every later
+        payload would fail the same way, so the run stops instead of burning through the plan.
+        """
+        started = self._clock()
+        tally = Tally()
+        responses: list[Response] = []
+        payload = self._translate(item.payload)
+        self._count_model_switch(payload)
+        try:
+            errors = self._send(item, payload, 0, tally, responses)
+        except Transient as exc:
+            if not tally.reached:
+                raise ServerUnreachableError(
+                    f"{exc} (gave up after {tally.attempts} attempts)"
+                ) from exc
+            errors = [str(exc)]
+        error = errors[0] if errors else None
+        if error is not None and responses:
+            made = sum(batch_size(r.payload) * int(r.payload.get("n_iter") or 1) for r in responses)
+            error += f" ({item.image_count - made} of {item.image_count} images not made)"
+        finished = self._clock()
+        return Outcome(item, tuple(responses), error, tally.attempts, started, finished, self.url)
+
+    def _count_model_switch(self, payload: Mapping[str, Any]) -> None:
+        """A payload asking for another checkpoint than the last one costs the webui a load."""
+        model = (payload.get("override_settings") or {}).get("sd_model_checkpoint")
+        with self._model_lock:
+            if model != self._model:
+                self.model_switches += self._model is not None or model is not None
+                self._model = model

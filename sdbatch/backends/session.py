@@ -1,0 +1,77 @@
+"""The HTTP session each webui gets: credentials, proxy headers and TLS settings, and nothing of
+them anywhere else. Secrets come from the environment or the command line, go into the session's
+headers, and are never logged, recorded or shown in a message.
+
+Entry point: `make_session(server, auth=...) -> requests.Session`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from sdbatch.errors import UsageError
+from sdbatch.job.loader import ServerConfig
+
+AUTH_ENV = "SDBATCH_API_AUTH"
+# Two request threads per webui, a /progress poll and an interrupt may all be open at once.
+POOL_SIZE = 8
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """`user:pass` (the webui's --api-auth form) into a pair; the password may contain ':'."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user:
+        raise UsageError(f"--api-auth / {AUTH_ENV} must look like USER:PASSWORD")
+    return user, password
+
+
+def expand_headers(headers: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """`${VAR}` in a header value is taken from the environment, so a token needs no job file."""
+
+    def value(name: str, text: str) -> str:
+        def sub(match: re.Match[str]) -> str:
+            if match[1] not in environ:
+                raise UsageError(f"server.headers.{name} uses ${{{match[1]}}}, which is not set")
+            return environ[match[1]]
+
+        return _ENV_REF.sub(sub, text)
+
+    return {name: value(name, text) for name, text in headers.items()}
+
+
+def check_url(url: str) -> str:
+    """Credentials in a URL would end up in every message that names the server."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise UsageError(f"put credentials in --api-auth or {AUTH_ENV}, not in the URL")
+    return url
+
+
+def make_session(
+    server: ServerConfig,
+    *,
+    auth: tuple[str, str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # Sent up front: the webui drops WWW-Authenticate from its 401, so requests' usual
+    # challenge-and-retry would never happen.
+    if auth is not None:
+        session.auth = requests.auth.HTTPBasicAuth(*auth)
+    session.headers.update(expand_headers(server.headers, environ))
+    session.verify = server.verify
+    return session

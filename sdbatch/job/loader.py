@@ -1,0 +1,284 @@
+"""Stage 1: read a YAML job file, validate it, and turn it into a frozen `Job`.
+
+Entry point: `load_job(path) -> Job`. Every problem is collected and raised at once as a
+`JobValidationError` whose `Problem`s carry `file:line:col` positions. The schema and its error
+mapping live in `jobschema`, the rules a schema cannot express in `jobrules`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sdbatch.errors import JobFileError, JobValidationError, Problem
+from sdbatch.job.axes import expand_axis
+from sdbatch.job.positions import JobPositions, no_positions, node_positions
+from sdbatch.job.rules import check_rules, key_problems
+from sdbatch.job.schema import Positions, field_kind, schema_problems
+from sdbatch.job.sweeprules import PromptSource, check_sweep
+
+DEFAULT_URL = "http://127.0.0.1:7860"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    url: str = DEFAULT_URL
+    type: str = "a1111"  # the server kind: picks the backend (backends/registry.py)
+    timeout: float = 600.0  # seconds per request
+    retries: int = 5  # attempts after the first failure
+    wait: float = 0.0  # seconds to wait for the webui to come up before the run; 0: don't
+    urls: tuple[str, ...] = ()  # several webuis sharing the work; empty: just `url`
+    concurrency: int = 1  # generations at once per webui (each webui serialises its own)
+    # Extra request headers for reverse proxies. Values may name environment variables
+    # (${TOKEN}); they are expanded only when the session is built, so the job as loaded, and
+    # everything recorded from it, never holds the secret.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool | str = True  # TLS verification, or a CA bundle path
+
+    @property
+    def all_urls(self) -> tuple[str, ...]:
+        return self.urls or (self.url,)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One entry of `prompts:` (or one line of `prompts_file:`)."""
+
+    text: str
+    fields: Mapping[str, Any] = field(default_factory=dict)  # per-prompt txt2img fields
+    origin: str = ""  # where it came from, for messages: "jobs/x.yaml:7" or "more.txt:3"
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    """`seeds:` as written. `plan` turns it into concrete seeds."""
+
+    values: tuple[int, ...] = ()  # an explicit list
+    start: int | None = None  # {start: S, count: N}
+    count: int = 0  # {count: N} or {start: S, count: N}
+    rng_seed: int | None = None  # {count: N[, random_seed: R]}: the generator's own seed
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    dir: str = "output/{name}"
+    filename: str = "{index:05d}-{seed}"
+
+
+class VariantMode(enum.Enum):
+    """How `{a|b|c}` in a prompt expands."""
+
+    COMBINATORIAL = "combinatorial"  # every option, in order
+    RANDOM = "random"  # one drawn option per (prompt, variable values, seed)
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """`sheet:` as written: the plan field along each axis of a contact sheet."""
+
+    x: str | None = None
+    y: str | None = None
+    z: str | None = None
+
+
+Axis = tuple[str, tuple[Any, ...]]  # a field and its values, ranges already expanded
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    name: str
+    server: ServerConfig
+    defaults: Mapping[str, Any]  # may hold the shortcuts `checkpoint` and `vae`
+    prompts: tuple[PromptSpec, ...]  # texts are templates; `plan` fills them
+    grid: tuple[Axis, ...]  # axes in the order the job writes them
+    seeds: SeedSpec
+    extra_fields: Mapping[str, Any]
+    output: OutputSpec
+    zip: tuple[Axis, ...] = ()  # columns of equal length that vary together, as one axis
+    vars: tuple[Axis, ...] = ()  # template variables, in the order the job writes them
+    exclude: tuple[Mapping[str, Any], ...] = ()  # a cell matching all of one entry is left out
+    variants: VariantMode = VariantMode.COMBINATORIAL
+    variant_seed: int | None = None  # `variants: {random_seed: R}`
+    sheet: SheetSpec | None = None
+    # Where each value sits in the job file (`$.grid.sampler_name[1]` -> (line, col), 1-based),
+    # and the file as the user typed it: later stages (preflight) report `file:line:col` too.
+    # Not part of what the job means: two jobs differing only in layout compare equal.
+    positions: JobPositions = field(default_factory=no_positions, compare=False, repr=False)
+    file: str = field(default="", compare=False)
+
+
+SEEDS_DEFAULT = SeedSpec(count=1)
+
+
+def load_job(path: str | Path) -> Job:
+    """Read, validate and freeze a job file.
+
+    Raises `JobFileError` when the file cannot be read, else `JobValidationError` carrying every
+    problem at once (YAML syntax, schema, and the rules a schema cannot express).
+    """
+    job_path = Path(path)
+    file = str(path)  # messages name the file the way the user did
+    try:
+        text = job_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobFileError(f"{file}: no such job file") from None
+    except UnicodeDecodeError as exc:
+        raise JobFileError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise JobFileError(f"{file}: cannot read the job file: {exc.strerror or exc}") from None
+    positions, data, problems = _parse(text, file)
+    if positions.root is None:  # the schema would say "None is not of type 'object'"
+        message = "the job file is empty; it needs at least `prompts:`"
+        raise JobValidationError([Problem(file, 1, 1, "$", message)])
+    problems += schema_problems(data, positions)
+    if not isinstance(data, dict):
+        raise JobValidationError(problems)  # the schema said so already; nothing more to check
+    prompts, sources = _prompts(data, job_path, positions, problems)
+    sweep_problems, names = check_sweep(data, sources, positions)
+    problems += check_rules(data, [p.fields for p in prompts], positions, problems, names)
+    problems += sweep_problems
+    if problems:
+        raise JobValidationError(problems)
+    job = _build(data, job_path, prompts)
+    return dataclasses.replace(job, positions=node_positions(positions), file=file)
+
+
+def _parse(text: str, file: str) -> tuple[Positions, Any, list[Problem]]:
+    """One compose for the node tree (positions) and one construct of the same tree (data)."""
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        try:
+            root = loader.get_single_node()
+            positions = Positions(file, root)
+            key_issues = key_problems(root, positions)  # before construction flattens merges
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise JobValidationError([_yaml_problem(exc, file, text)]) from None
+    return positions, data, key_issues
+
+
+def _yaml_problem(exc: yaml.YAMLError, file: str, text: str) -> Problem:
+    line = col = 0
+    detail = str(exc)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            line, col = mark.line + 1, mark.column + 1
+        detail = exc.problem or exc.context or detail
+        if exc.problem and exc.context and exc.context_mark is not None:
+            detail += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    elif isinstance(exc, yaml.reader.ReaderError):  # a control character, say
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        detail = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+    return Problem(file, line, col, "$", f"invalid YAML: {detail}")
+
+
+def _prompts(
+    data: Mapping[str, Any], job_path: Path, positions: Positions, problems: list[Problem]
+) -> tuple[list[PromptSpec], list[PromptSource]]:
+    """`prompts:` then the lines of `prompts_file:`, and where each came from (for template
+    problems); reading problems go to `problems`."""
+    specs: list[PromptSpec] = []
+    sources: list[PromptSource] = []
+    items = data.get("prompts")
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        mapping = item if isinstance(item, dict) else {}
+        text = item if isinstance(item, str) else mapping.get("prompt")
+        if not isinstance(text, str):
+            continue  # a schema problem already
+        fields = {k: v for k, v in mapping.items() if k != "prompt"}
+        line = positions.line_col(("prompts", i))[0]
+        specs.append(PromptSpec(text, fields, f"{positions.file}:{line}"))
+        path = ("prompts", i, "prompt") if isinstance(item, dict) else ("prompts", i)
+        sources.append(PromptSource(text, fields, path=path))
+    prompts_file = data.get("prompts_file")
+    if isinstance(prompts_file, str) and prompts_file:
+        # Relative to the job file, spelled from the user's own path so messages can be opened.
+        shown = Path(positions.file).parent / prompts_file
+        try:
+            lines = (job_path.parent / prompts_file).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            problems.append(positions.problem(("prompts_file",), f"no such file: {shown}"))
+            return specs, sources
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+            problems.append(positions.problem(("prompts_file",), f"cannot read {shown}: {reason}"))
+            return specs, sources
+        for n, raw in enumerate(lines, start=1):
+            text = raw.strip()
+            if text and not text.startswith("#"):
+                specs.append(PromptSpec(text, {}, f"{shown}:{n}"))
+                column = len(raw) - len(raw.lstrip()) + 1
+                sources.append(PromptSource(text, {}, line=(str(shown), n, column)))
+    return specs, sources
+
+
+def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -> Job:
+    """The validated dict -> frozen dataclasses; null sections count as absent."""
+    server = data.get("server") or {}
+    output = data.get("output") or {}
+    variants = data.get("variants") or VariantMode.COMBINATORIAL.value
+    sheet = data.get("sheet")
+    return Job(
+        path=job_path,
+        name=data.get("name", job_path.stem),
+        server=ServerConfig(
+            url=server.get("url", DEFAULT_URL),
+            type=server.get("type", ServerConfig.type),
+            timeout=float(server.get("timeout", ServerConfig.timeout)),
+            retries=int(server.get("retries", ServerConfig.retries)),
+            wait=float(server.get("wait", ServerConfig.wait)),
+            urls=tuple(server.get("urls") or ()),
+            concurrency=int(server.get("concurrency", ServerConfig.concurrency)),
+            headers=dict(server.get("headers") or {}),
+            verify=server.get("verify", True),
+        ),
+        defaults=dict(data.get("defaults") or {}),
+        prompts=tuple(prompts),
+        grid=_axes(data.get("grid")),
+        seeds=_seed_spec(data.get("seeds")),
+        extra_fields=dict(data.get("extra_fields") or {}),
+        output=OutputSpec(
+            dir=output.get("dir", OutputSpec.dir),
+            filename=output.get("filename", OutputSpec.filename),
+        ),
+        zip=_axes(data.get("zip")),
+        vars=tuple((name, tuple(values)) for name, values in (data.get("vars") or {}).items()),
+        exclude=tuple(dict(rule) for rule in data.get("exclude") or ()),
+        variants=VariantMode(variants if isinstance(variants, str) else variants["mode"]),
+        variant_seed=None if isinstance(variants, str) else variants.get("random_seed"),
+        sheet=SheetSpec(**sheet) if sheet else None,
+    )
+
+
+def _axes(section: Mapping[str, Any] | None) -> tuple[Axis, ...]:
+    """grid:/zip: with every range expanded; the rules have checked that they expand."""
+    axes = []
+    for name, spec in (section or {}).items():
+        kind = field_kind(name)
+        axes.append((name, expand_axis(spec, kind) if kind else tuple(spec)))
+    return tuple(axes)
+
+
+def _seed_spec(seeds: Any) -> SeedSpec:
+    # The schema lets 3.0 pass as an integer; plan does arithmetic on these, so make them ints.
+    if isinstance(seeds, list):
+        return SeedSpec(values=tuple(int(s) for s in seeds))
+    if isinstance(seeds, dict):
+        start, rng = seeds.get("start"), seeds.get("random_seed")
+        return SeedSpec(
+            start=None if start is None else int(start),
+            count=int(seeds["count"]),
+            rng_seed=None if rng is None else int(rng),
+        )
+    return SEEDS_DEFAULT

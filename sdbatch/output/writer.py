@@ -1,0 +1,252 @@
+"""Stage 4: save images atomically and append one manifest row per image (or failed payload).
+
+Entry point: `Writer.write(outcome) -> list[dict]`, the rows it appended. A row is flushed and
+synced before `write` returns, and an image file is renamed into place before its `ok` row is
+written, so a crash can leave an image without a row but never a row without its image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdbatch.backends.base import USED_FIELDS, DecodeError, GeneratedImage, Outcome, Response
+from sdbatch.errors import OutputError
+from sdbatch.output.atomic import replace_file
+from sdbatch.output.manifest import MANIFEST
+
+SUMMARY = "summary.json"
+
+
+def image_extension(data: bytes) -> str:
+    """The file extension the bytes call for: the server's `samples_format` decides, not us."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".bin"
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+
+
+def safe_filename(name: str) -> str:
+    """A template may pull in a prompt: keep it one file inside the output dir, of a length
+    every filesystem accepts (255 bytes, leaving room for a suffix and the extension)."""
+    name = name.replace("/", "_").replace("\\", "_").replace("\0", "").strip().lstrip(".")
+    return name.encode()[:200].decode(errors="ignore") or "image"
+
+
+def unique_path(path: Path, exists: Callable[[Path], bool] = Path.exists) -> Path:
+    """`path`, or `stem-1.ext`, `stem-2.ext`, ... : the first name not taken yet."""
+    candidate, n = path, 0
+    while exists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+# (server url, image) -> the differences {field: [asked, got]}; {} when the image is as asked.
+PostCheck = Callable[[str, GeneratedImage], Mapping[str, list[Any]]]
+# The server kind's reading of one answer (`Connection.decode`); raises DecodeError.
+Decode = Callable[[Response], list[GeneratedImage]]
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Replace a small JSON file whole (temporary file + rename): summary.json and plan.json
+    describe the latest run."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        replace_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every row shares: the names a filename template may use besides plan fields."""
+
+    name: str
+    date: str  # YYYY-MM-DD, fixed once per run
+    time: str  # HHMMSS
+    rng_seed: int | None = None  # the generator behind `seeds: {count: N}`
+
+
+class Writer:
+    def __init__(
+        self,
+        out_dir: Path,
+        filename_template: str,
+        run: RunInfo,
+        *,
+        decode: Decode,
+        done: frozenset[str] = frozenset(),
+        claimed: frozenset[str] = frozenset(),
+        postcheck: PostCheck | None = None,
+    ) -> None:
+        self.out_dir = out_dir
+        self.postcheck = postcheck
+        self.decode = decode
+        self.template = filename_template
+        self.run = run
+        self.done = done  # image ids finished by an earlier run: never written again
+        self._claimed = set(claimed)  # files that ok rows point at
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # Unbuffered: a row that failed to go out (disk full) must not linger in a buffer
+            # and be flushed, half, by close().
+            self._manifest = (out_dir / MANIFEST).open("ab", buffering=0)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        self._manifest.close()
+
+    def _append(self, row: Mapping[str, Any]) -> None:
+        try:
+            line = memoryview((json.dumps(row, ensure_ascii=False) + "\n").encode())
+            while line:  # a raw write may take only part of it
+                line = line[self._manifest.write(line) or 0 :]
+            os.fsync(self._manifest.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot append to {self.out_dir / MANIFEST}: {exc}") from exc
+
+    def _adoptable(self, path: Path, digest: str) -> bool:
+        """A file no row claims, with exactly these bytes: this very image, saved by a run that
+        was killed before it could append the row. Taking it over keeps one file per image."""
+        if path.name in self._claimed:
+            return False
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        except OSError:
+            return False
+
+    def _save(self, name: str, data: bytes, digest: str) -> Path:
+        """Write to a temporary name, sync, then link into place: the final name either holds
+        the whole image or does not exist, and an existing file is never replaced."""
+        final = self.out_dir / name
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            while True:
+                final = unique_path(final, lambda p: p.exists() and not self._adoptable(p, digest))
+                try:
+                    os.link(tmp, final)  # unlike rename, link refuses to replace a file
+                    break
+                except FileExistsError:  # the adoptable orphan, or a name taken meanwhile
+                    if self._adoptable(final, digest):
+                        break
+        except OSError as exc:
+            raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._claimed.add(final.name)
+        return final
+
+    def _base_row(self, outcome: Outcome) -> dict[str, Any]:
+        item = outcome.item
+        return {
+            "job": self.run.name,
+            "server": outcome.server,
+            "payload_id": item.id,
+            "payload_index": item.index,
+            "prompt_index": item.prompt_index,
+            "cell": dict(item.cell),
+            "template": item.template,  # the prompt as written, when it is a template
+            "vars": dict(item.vars),  # its variables and variant_N choices
+            "variant_seed": item.variant_seed,  # the generator behind `variants: random`
+            "payload": dict(item.payload),
+            "rng_seed": self.run.rng_seed,
+            "attempts": outcome.attempts,
+            "error": outcome.error,
+            "started": _iso(outcome.started),
+            "finished": _iso(outcome.finished),
+        }
+
+    def _failed(self, outcome: Outcome, error: str) -> dict[str, Any]:
+        row = {"id": outcome.item.id, "status": "failed", **self._base_row(outcome)}
+        row["error"] = error
+        self._append(row)
+        return row
+
+    def write(self, outcome: Outcome) -> list[dict[str, Any]]:
+        """Decode and save the outcome's images, record its failure if any; return the rows."""
+        rows: list[dict[str, Any]] = []
+        error = outcome.error
+        for response in outcome.responses:
+            try:
+                images = self.decode(response)
+            except DecodeError as exc:
+                error = str(exc)
+                continue
+            rows.extend(
+                self._write_image(outcome, image)
+                for image in images
+                if outcome.item.image_id(image.image_index) not in self.done
+            )
+        if error is not None:
+            rows.append(self._failed(outcome, error))
+        return rows
+
+    def _write_image(self, outcome: Outcome, image: GeneratedImage) -> dict[str, Any]:
+        item = outcome.item
+        fields = {
+            **item.cell,  # for checkpoint and vae by their short names; the payload wins
+            **image.payload,
+            **item.vars,
+            "index": item.first_image + image.image_index,
+            "payload_index": item.index,
+            "image_index": image.image_index,
+            "prompt_index": item.prompt_index,
+            "seed": image.seed,
+            "id": item.image_id(image.image_index),
+            "name": self.run.name,
+            "date": self.run.date,
+            "time": self.run.time,
+        }
+        name = safe_filename(self.template.format(**fields)) + image_extension(image.data)
+        digest = hashlib.sha256(image.data).hexdigest()
+        path = self._save(name, image.data, digest)
+        stat = path.stat()
+        with Image.open(io.BytesIO(image.data)) as img:  # reads the header only
+            width, height = img.size
+        # What the webui says it used, against what was asked: it substitutes silently.
+        mismatch = self.postcheck(outcome.server, image) if self.postcheck else {}
+        row = {
+            "id": fields["id"],
+            "status": "mismatch" if mismatch else "ok",
+            "file": path.relative_to(self.out_dir).as_posix(),
+            "image_index": image.image_index,
+            "seed": image.seed,
+            "sha256": digest,
+            # Size and mtime let a resume trust the file without hashing it again.
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "width": width,
+            "height": height,
+            # What the server says it used: sampler, scheduler, model, version.
+            **{name: image.used.get(name) for name in USED_FIELDS},
+            **self._base_row(outcome),
+            "payload": dict(image.payload),
+            "error": None,
+            "mismatch": mismatch or None,
+        }
+        self._append(row)
+        return row

@@ -1,0 +1,250 @@
+"""Stage 2: expand a `Job` into the txt2img payloads to send, lazily and deterministically.
+
+Entry point: `build_plan(job) -> Plan`. Iterating a `Plan` streams `PlannedPayload`s; their
+number and the number of images are known up front (counted, not expanded, even with
+`exclude:`, by `cells.count_work`), so a 10^6-cell grid is never held in memory. The
+axes and templates the plan expands come from `cells` too, so both always agree.
+
+Plan order (documented in the README), outermost first:
+
+1. costly axes, so each model is loaded once: the grid axis (or zip group) holding
+   `checkpoint`, then the one holding `vae`;
+2. prompts in file order (`prompts:` first, then the lines of `prompts_file:`);
+3. the `vars:` the prompt uses, in the order `vars:` writes them (others do not multiply it);
+4. `{a|b}` variants, the first group outermost (with `variants: random`, one drawn choice);
+5. the other grid axes in the order `grid:` writes them, then the `zip:` group as one axis;
+6. seeds innermost.
+
+Cells that match an `exclude:` entry are skipped. Each payload is
+`defaults | prompt's own fields | templates filled | cell | extra_fields | {prompt, seed}`,
+then `checkpoint`/`vae` become `override_settings.sd_model_checkpoint`/`sd_vae` (the layer
+that sets one last wins, whichever spelling it uses); the loader has already rejected every
+way two layers could disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdbatch.job.loader import Job, PromptSpec, VariantMode
+from sdbatch.job.schema import SHORTCUTS
+from sdbatch.job.templates import PromptTemplates, draw
+from sdbatch.plan.cells import (
+    JobAxes,
+    Row,
+    applicable,
+    count_work,
+    excluded,
+    job_axes,
+    job_templates,
+)
+
+# The webui draws random seeds from randrange(4294967294); ours come from the same range.
+SEED_RANGE = 4294967294
+
+
+def stable_hash(value: object) -> str:
+    """A short content hash that does not depend on dict order or the Python version."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlannedPayload:
+    """One txt2img request, fixed down to its seed, and the images it will produce."""
+
+    index: int  # position in plan order
+    first_image: int  # plan-wide number of its first image
+    prompt_index: int
+    cell: Mapping[str, Any]  # grid and zip values; `checkpoint`/`vae` by their short names
+    payload: Mapping[str, Any]  # exactly what is sent
+    template: str | None = None  # the prompt as written, when it is a template
+    vars: Mapping[str, Any] = field(default_factory=dict)  # variables and variant_N choices
+    variant_seed: int | None = None  # the plan's generator seed for `variants: random`
+
+    @functools.cached_property
+    def id(self) -> str:
+        # Only the payload's content counts, not its position: an edited job keeps the ids of
+        # every payload it did not change.
+        return stable_hash(self.payload)
+
+    @property
+    def image_count(self) -> int:
+        return int(self.payload.get("batch_size") or 1) * int(self.payload.get("n_iter") or 1)
+
+    def image_id(self, image_index: int) -> str:
+        # Hashed from the payload id directly: a resume computes this for every planned image.
+        return hashlib.sha256(f"{self.id}:{image_index}".encode()).hexdigest()[:16]
+
+
+def _draw_seeds(count: int, rng: random.Random) -> tuple[int, ...]:
+    # sample() over a range never materialises it and gives distinct seeds.
+    return tuple(rng.sample(range(SEED_RANGE), count))
+
+
+def default_rng_seed(job: Job) -> int:
+    """The generator seed used for `seeds: {count: N}` when the job names none.
+
+    Derived from the job's name only, so editing a prompt does not reshuffle every seed.
+    """
+    return int(stable_hash(["seeds", job.name]), 16) % SEED_RANGE
+
+
+def default_variant_seed(job: Job) -> int:
+    """The generator seed for `variants: random` when the job names none (from the name)."""
+    return int(stable_hash(["variants", job.name]), 16) % SEED_RANGE
+
+
+def _variant_choices(templates: PromptTemplates, mode: VariantMode) -> list[tuple[str, ...] | None]:
+    """Combinatorial: every choice, first group outermost. Random: None, drawn per seed."""
+    if mode is VariantMode.RANDOM and templates.variants:
+        return [None]
+    return list(itertools.product(*templates.variants))
+
+
+def _apply_shortcuts(
+    payload: dict[str, Any], layers: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """`checkpoint`/`vae` -> override_settings; per layer the shortcut or the setting (the
+    loader made them agree), and the last layer that sets either wins, as for any field.
+    Returns the resolved shortcuts by their short names, for the cell."""
+    resolved: dict[str, Any] = {}
+    for short, setting in SHORTCUTS.items():
+        if not any(short in layer for layer in layers):
+            continue  # jobs without the shortcut keep exactly the payloads they had
+        value = None
+        for layer in layers:
+            settings = layer.get("override_settings") or {}
+            value = layer.get(short, settings.get(setting, value))
+        payload.pop(short, None)
+        payload["override_settings"] = {**(payload.get("override_settings") or {}), setting: value}
+        resolved[short] = value
+    return resolved
+
+
+@dataclass(frozen=True)
+class Plan:
+    job: Job
+    seeds: tuple[int, ...]
+    rng_seed: int | None  # the generator seed behind `seeds`, when they were drawn
+    payload_count: int
+    image_count: int
+    variant_seed: int | None = None  # the generator seed behind `variants: random`
+
+    def __iter__(self) -> Iterator[PlannedPayload]:
+        job, axes = self.job, job_axes(self.job)
+        first_image, index = 0, 0
+        for costly in itertools.product(*(a.rows for a in axes.costly)):
+            for prompt_index, prompt in enumerate(job.prompts):
+                for cell, payload, template, values in self._prompt_payloads(prompt, axes, costly):
+                    item = PlannedPayload(
+                        index,
+                        first_image,
+                        prompt_index,
+                        cell,
+                        payload,
+                        template,
+                        values,
+                        self.variant_seed,
+                    )
+                    index += 1
+                    first_image += item.image_count
+                    yield item
+
+    def _prompt_payloads(
+        self, prompt: PromptSpec, axes: JobAxes, costly: Row
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]]:
+        """One prompt's payloads for one costly row: (cell, payload, template, vars).
+
+        The innermost loop runs once per payload of a plan that may have millions: whatever
+        does not change with the seed is worked out before it."""
+        job = self.job
+        templates = job_templates(job, prompt)
+        var_axes = [a for n, a in axes.vars.items() if n in templates.names]
+        all_axes = axes.for_prompt(templates.names)
+        rules = applicable(job.exclude, {n for a in all_axes for n in a.names})
+        base = {**job.defaults, **prompt.fields}
+        written = {name: t.text for name, t in templates.fields}
+        template = None if templates.is_plain and "{" not in prompt.text else prompt.text
+        layers = (job.defaults, prompt.fields)
+        shortcuts = any(s in axes.order or any(s in layer for layer in layers) for s in SHORTCUTS)
+        for var_rows in itertools.product(*(a.rows for a in var_axes)):
+            values = {
+                n: v for a, row in zip(var_axes, var_rows, strict=True) for n, v in a.values(row)
+            }
+            for choices in _variant_choices(templates, job.variants):
+                for rest in itertools.product(*(a.rows for a in axes.rest)):
+                    found = dict(values)
+                    for a, row in zip((*axes.costly, *axes.rest), (*costly, *rest), strict=True):
+                        found.update(a.values(row))
+                    if excluded(found, rules):
+                        continue
+                    axis_cell = {n: found[n] for n in axes.order}
+                    rendered = templates.render(values, choices) if choices is not None else None
+                    for seed in self.seeds:
+                        picked = choices
+                        if picked is None:  # variants: random, drawn per prompt, vars and seed
+                            key = [self.variant_seed, written, values, seed]
+                            picked = draw(
+                                templates.variants, random.Random(int(stable_hash(key), 16))
+                            )
+                            rendered = templates.render(values, picked)
+                        assert rendered is not None
+                        payload = {
+                            **base,
+                            **rendered,
+                            **axis_cell,
+                            **job.extra_fields,
+                            "seed": seed,
+                        }
+                        cell = axis_cell
+                        if shortcuts:
+                            resolved = _apply_shortcuts(payload, (*layers, axis_cell))
+                            cell = {**axis_cell, **resolved}
+                        named = {f"variant_{i}": c for i, c in enumerate(picked, start=1)}
+                        yield cell, payload, template, {**values, **named}
+
+
+def build_plan(
+    job: Job, *, rng: random.Random | None = None, variant_rng: random.Random | None = None
+) -> Plan:
+    """Fix the seeds and count the work; nothing is expanded until the plan is iterated.
+
+    `rng` draws `seeds: {count: N}`, `variant_rng` the generator seed of `variants: random`
+    (each defaults to one seeded from the job, so a plan is reproducible).
+    """
+    spec = job.seeds
+    rng_seed: int | None = None
+    if spec.values:
+        seeds = spec.values
+    elif spec.start is not None:
+        seeds = tuple(range(spec.start, spec.start + spec.count))
+    else:
+        if rng is None:
+            rng_seed = spec.rng_seed if spec.rng_seed is not None else default_rng_seed(job)
+            rng = random.Random(rng_seed)
+        seeds = _draw_seeds(spec.count, rng)
+    variant_seed: int | None = None
+    if job.variants is VariantMode.RANDOM:
+        if job.variant_seed is not None:
+            variant_seed = job.variant_seed
+        elif variant_rng is not None:
+            variant_seed = variant_rng.randrange(SEED_RANGE)
+        else:
+            variant_seed = default_variant_seed(job)
+    payloads, images = count_work(job, len(seeds))
+    return Plan(
+        job=job,
+        seeds=seeds,
+        rng_seed=rng_seed,
+        payload_count=payloads,
+        image_count=images,
+        variant_seed=variant_seed,
+    )

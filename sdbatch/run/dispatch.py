@@ -1,0 +1,210 @@
+"""Hands the payloads of a run to one or more webuis and collects their outcomes.
+
+Entry point: `dispatch(payloads, workers, deliver, stopper, ...)`. Each webui gets
+`concurrency + 1` request threads pulling from one shared queue: `concurrency` generating and
+one more waiting in the webui's FIFO queue, so its GPU starts the next image the moment it
+finishes one instead of idling while the answer travels and the next request arrives. A webui
+that cannot be reached is taken out for a cool-down and its payload goes back to the front of
+the queue for the others; when every webui is out at once, the run stops.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdbatch.backends.base import Outcome, Worker
+from sdbatch.errors import SdbatchError, ServerUnreachableError
+from sdbatch.plan.expand import PlannedPayload
+from sdbatch.run.progress import Console
+
+COOL_DOWN = 60.0  # seconds a webui that could not be reached sits out
+_TICK = 0.2  # how often waiting threads look at the stop flags
+
+
+class Stopper:
+    """SIGINT/SIGTERM handling. The first signal stops new payloads and lets the ones at the
+    webuis finish and be saved; a second one asks them to interrupt and stops waiting."""
+
+    def __init__(self, workers: list[Worker], console: Console) -> None:
+        self.workers = workers
+        self.console = console
+        self.signum: int | None = None
+        self.hard = threading.Event()
+        self._saved: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.console.error(
+                f"{signal.Signals(signum).name}: finishing the request(s) in flight; "
+                "send it again to interrupt them"
+            )
+            return
+        self.hard.set()
+        self.console.error("interrupting the webui and stopping now")
+        for worker in self.workers:
+            threading.Thread(target=worker.interrupt, daemon=True).start()
+
+    def __enter__(self) -> Stopper:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._saved[signum] = signal.signal(signum, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+
+class _Queue:
+    """The payloads still to send. `take` waits while others are out being sent, since one of
+    them may come back (its webui was lost) and need a taker."""
+
+    def __init__(self, payloads: Iterator[PlannedPayload]) -> None:
+        self._payloads = payloads
+        self._returned: collections.deque[PlannedPayload] = collections.deque()
+        self._out = 0
+        self._exhausted = False
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def take(self) -> PlannedPayload | None:
+        with self._cond:
+            while not self.closed:
+                if self._returned:
+                    item: PlannedPayload | None = self._returned.popleft()
+                else:
+                    item = next(self._payloads, None)
+                    self._exhausted = item is None
+                if item is not None:
+                    self._out += 1
+                    return item
+                if self._out == 0:
+                    return None
+                self._cond.wait(_TICK)
+            return None
+
+    def done(self, item: PlannedPayload, *, failed_here: bool = False) -> None:
+        with self._cond:
+            self._out -= 1
+            if failed_here:
+                self._returned.append(item)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to hand out and nothing out that could come back."""
+        with self._cond:
+            return self.closed or (self._exhausted and self._out == 0 and not self._returned)
+
+
+@dataclass
+class _Servers:
+    """Which webuis sit out a cool-down, and the error that stopped the run, if any."""
+
+    urls: list[str]
+    clock: Callable[[], float]
+    out_until: dict[str, float] = field(default_factory=dict)
+    error: SdbatchError | None = None
+    crash: Exception | None = None  # an unexpected exception in a request thread
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lost(self, url: str, exc: ServerUnreachableError, console: Console) -> None:
+        with self.lock:
+            now = self.clock()
+            self.out_until[url] = now + COOL_DOWN
+            if all(self.out_until.get(u, 0) > now for u in self.urls):
+                self.error = self.error or exc
+            elif len(self.urls) > 1:
+                console.error(f"{exc}; {url} sits out {COOL_DOWN:g} s, the others go on")
+
+    def resting(self, url: str) -> float:
+        with self.lock:
+            return self.out_until.get(url, 0) - self.clock()
+
+
+def dispatch(
+    payloads: Iterator[PlannedPayload],
+    workers: list[Worker],
+    deliver: Callable[[Outcome], None],
+    stopper: Stopper,
+    console: Console,
+    *,
+    concurrency: int = 1,
+    should_stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+) -> SdbatchError | None:
+    """Send every payload to some webui, pass each outcome to `deliver`; return the error that
+    stopped the run early (every webui lost), if any."""
+    queue = _Queue(payloads)
+    servers = _Servers([w.url for w in workers], clock)
+
+    def stopping() -> bool:
+        return (
+            stopper.signum is not None
+            or servers.error is not None
+            or servers.crash is not None
+            or should_stop()
+        )
+
+    def serve(worker: Worker) -> None:
+        while not stopping():
+            rest = servers.resting(worker.url)
+            if rest > 0:
+                if queue.finished:  # the others did it all while this webui sat out
+                    return
+                time.sleep(min(rest, _TICK))
+                continue
+            item = queue.take()
+            if item is None:
+                return
+            try:
+                outcome = worker.submit(item)
+            except ServerUnreachableError as exc:
+                queue.done(item, failed_here=True)
+                servers.lost(worker.url, exc, console)
+                continue
+            except SdbatchError as exc:
+                servers.error = servers.error or exc
+                queue.done(item)
+                return
+            except Exception as exc:  # a bug: stop the run and show it, rather than hang
+                servers.crash = servers.crash or exc
+                queue.done(item)
+                return
+            queue.done(item)
+            # An answer that comes after the webui was told to interrupt may hold a
+            # half-denoised image: it is not saved, and the rerun makes it properly.
+            if not stopper.hard.is_set():
+                deliver(outcome)
+
+    # Daemon threads, unlike a ThreadPoolExecutor's, do not hold the process open at exit, so
+    # a hard stop need not wait for a request the webui is still working on.
+    threads = [
+        threading.Thread(target=serve, args=(w,), name=f"sdbatch-{w.url}-{n}", daemon=True)
+        for w in workers
+        for n in range(concurrency + 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # What is already at a webui is generated whether we wait or not (it does not notice a
+        # client going away), so after a first signal it is still collected and saved.
+        while thread.is_alive() and not stopper.hard.is_set():
+            thread.join(_TICK)
+            if stopping():
+                queue.close()
+    if servers.crash is not None:
+        raise servers.crash
+    return servers.error

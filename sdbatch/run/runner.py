@@ -1,0 +1,271 @@
+"""Drives a run: requests go out on request threads (dispatch) while a writer thread saves.
+
+Entry point: `run_job(plan, out_dir, ...) -> RunResult`: claim the output dir, resume, run what
+is left (`run_plan`), write summary.json and draw the pictures. Responses are decoded and written
+on the writer thread, so the webuis never wait for our disk.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdbatch.backends.base import Connection, Outcome, Worker
+from sdbatch.errors import ExitCode, SdbatchError
+from sdbatch.job.loader import Job
+from sdbatch.output.manifest import PLANNED
+from sdbatch.output.resume import Todo, open_output, todo
+from sdbatch.output.writer import SUMMARY, RunInfo, Writer, write_json
+from sdbatch.pictures.gallery import build_gallery
+from sdbatch.pictures.sheet import build_sheets
+from sdbatch.plan.expand import Plan
+from sdbatch.run.dispatch import Stopper, dispatch
+from sdbatch.run.progress import Console, Progress
+
+# Outcomes waiting for the writer hold whole response bodies; a few are enough to absorb a
+# slow disk without letting memory grow with the plan.
+WRITE_QUEUE_DEPTH = 4
+STEP_POLL = 1.0  # seconds between /progress polls for the bar
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    planned_images: int  # the whole plan, including what an earlier run finished
+    skipped: int = 0  # images an earlier run finished
+    saved: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # one row per failed payload
+    elapsed: float = 0.0
+    server_version: str | None = None
+    signal: int | None = None  # the signal that stopped the run early
+    error: SdbatchError | None = None  # what aborted the run
+    mismatched: list[dict[str, Any]] = field(default_factory=list)  # made otherwise than asked
+    strict: bool = False  # --strict: a mismatch counts as a failure
+    per_server: dict[str, int] = field(default_factory=dict)  # images saved, by webui
+    model_switches: int = 0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.error is not None:
+            return self.error.exit_code
+        if self.signal is not None:
+            return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        bad = self.failed or (self.strict and self.mismatched)
+        return ExitCode.PARTIAL if bad else ExitCode.OK
+
+    def summary(self) -> str:
+        rate = self.saved / self.elapsed * 60 if self.elapsed > 0 else 0.0
+        text = (
+            f"{self.saved} images saved, {self.skipped} already done, {len(self.failed)} "
+            f"payload(s) failed, {len(self.mismatched)} mismatched, "
+            f"{self.skipped + self.saved}/{self.planned_images} done, "
+            f"{self.elapsed:.1f} s ({rate:.1f} images/min), exit {int(self.exit_code)}"
+            f" -> {self.out_dir}"
+        )
+        if self.signal is not None:
+            text = f"stopped by {signal.Signals(self.signal).name}: {text}"
+        return text
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "planned": self.planned_images,
+            "skipped": self.skipped,
+            "done": self.saved,
+            "failed": [
+                {"id": r["id"], "payload_index": r["payload_index"], "error": r["error"]}
+                for r in self.failed
+            ],
+            "mismatched": [
+                {"id": r["id"], "file": r["file"], "mismatch": r["mismatch"]}
+                for r in self.mismatched
+            ],
+            "images_per_server": self.per_server,
+            "model_switches": self.model_switches,
+            "images_per_minute": round(self.saved / self.elapsed * 60, 2) if self.elapsed else 0,
+            "wall_time": round(self.elapsed, 3),
+            "server_version": self.server_version,
+            "signal": signal.Signals(self.signal).name if self.signal else None,
+            "error": str(self.error) if self.error else None,
+            "exit_code": int(self.exit_code),
+        }
+
+
+class _WriterThread(threading.Thread):
+    """Consumes outcomes as they come; remembers the first error so the run can stop on it."""
+
+    def __init__(self, writer: Writer, progress: Progress) -> None:
+        super().__init__(name="sdbatch-writer", daemon=True)
+        self.writer = writer
+        self.progress = progress
+        self.inbox: queue.Queue[Outcome | None] = queue.Queue(maxsize=WRITE_QUEUE_DEPTH)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (outcome := self.inbox.get()) is not None:
+            if self.error is not None:
+                continue  # keep draining so the producer never blocks on a dead consumer
+            try:
+                for row in self.writer.write(outcome):
+                    if row["status"] in ("ok", "mismatch"):
+                        self.progress.image_saved(row)
+                    else:
+                        self.progress.payload_failed(row)
+            except BaseException as exc:  # handed to the main thread, which raises it
+                self.error = exc
+
+
+def _poll_steps(worker: Worker, progress: Progress) -> None:
+    """On a terminal, show the webui's sampling step next to the bar. Gently: once a second,
+    without the live preview image, on a daemon thread that ends with the process."""
+
+    def poll() -> None:
+        while not progress.closed:
+            step = worker.sampling_step()
+            if step:
+                progress.show_step(step)
+            time.sleep(STEP_POLL)
+
+    threading.Thread(target=poll, name="sdbatch-progress", daemon=True).start()
+
+
+def run_plan(
+    todo: Todo,
+    out_dir: Path,
+    *,
+    connection: Connection,
+    console: Console,
+    run_info: RunInfo,
+    claimed: frozenset[str] = frozenset(),
+    strict: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunResult:
+    """Send every payload still to do and save what comes back; return the tally.
+
+    A lost server (ServerUnreachableError) or an unwritable output dir (OutputError) stops the
+    run and is returned in `RunResult.error`: what was saved stays, the writer has drained.
+    """
+    plan = todo.plan
+    writer = Writer(
+        out_dir,
+        plan.job.output.filename,
+        run_info,
+        done=todo.done,
+        claimed=claimed,
+        decode=connection.decode,
+        # Without preflight there is nothing to compare the image with.
+        postcheck=connection.postcheck if connection.checked else None,
+    )
+    progress = Progress(console, todo.images, clock=clock)
+    thread = _WriterThread(writer, progress)
+    result = RunResult(out_dir, plan.image_count, skipped=todo.done_images, strict=strict)
+    workers = list(connection.workers)
+    thread.start()
+    if progress.has_bar and workers:
+        _poll_steps(workers[0], progress)
+    with Stopper(workers, console) as stopper:
+        try:
+            result.error = dispatch(
+                todo.payloads(),
+                workers,
+                thread.inbox.put,
+                stopper,
+                console,
+                concurrency=plan.job.server.concurrency,
+                should_stop=lambda: thread.error is not None,
+            )
+        finally:
+            thread.inbox.put(None)
+            thread.join()
+            writer.close()
+            progress.close()
+    if thread.error is not None:
+        if not isinstance(thread.error, SdbatchError):
+            raise thread.error
+        result.error = thread.error
+    result.signal = stopper.signum
+    result.saved = progress.done
+    result.failed = [dict(row) for row in progress.failed_rows]
+    result.mismatched = [dict(row) for row in progress.mismatched_rows]
+    result.per_server = dict(progress.per_server)
+    result.model_switches = sum(w.model_switches for w in workers)
+    result.elapsed = progress.elapsed
+    result.server_version = progress.server_version
+    return result
+
+
+def _planned(plan: Plan) -> dict[str, Any]:
+    """plan.json: the axis values in plan order, so sheets of a stopped run still show the
+    rows and columns it did not reach."""
+    job = plan.job
+    axes = {name: list(values) for name, values in (*job.grid, *job.zip, *job.vars)}
+    axes["seed"] = list(plan.seeds)
+    return {
+        "job": job.name,
+        "payloads": plan.payload_count,
+        "images": plan.image_count,
+        "axes": axes,
+    }
+
+
+def _pictures(job: Job, out_dir: Path, console: Console) -> None:
+    """The gallery after every run, even a stopped one, and the job's sheets if it asks for
+    them. Both are drawn from the manifest alone and can be rebuilt at any time, so a failure
+    here costs no image and does not change the run's exit code."""
+    try:
+        build_gallery(out_dir)
+        if job.sheet is not None:
+            build_sheets(out_dir, x=job.sheet.x, y=job.sheet.y, z=job.sheet.z)
+    except (SdbatchError, OSError) as exc:
+        console.error(
+            f"could not draw the gallery or sheets ({exc}); `sdbatch gallery` and "
+            "`sdbatch sheet` rebuild them"
+        )
+
+
+def run_job(
+    plan: Plan,
+    out_dir: Path,
+    *,
+    connection: Connection,
+    console: Console,
+    run_info: RunInfo,
+    verify: bool = False,
+    strict: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunResult:
+    """Claim the output dir, resume what an earlier run left, run the rest, write summary.json.
+
+    Raises the error that aborted the run, if any, after the summary is written.
+    """
+    state = open_output(out_dir, plan.job.name, verify=verify, strict=strict)
+    try:
+        left = todo(plan, state.done)
+        write_json(out_dir / PLANNED, _planned(plan))
+        if state.torn_lines:
+            console.error(f"{state.torn_lines} torn manifest line(s) from a crash ignored")
+        console.info(f"{out_dir}: {left.done_images} done, {left.images} to do")
+        result = run_plan(
+            left,
+            out_dir,
+            connection=connection,
+            console=console,
+            run_info=run_info,
+            claimed=state.files,
+            strict=strict,
+            clock=clock,
+        )
+        _pictures(plan.job, out_dir, console)
+        console.summary(result.summary())
+        write_json(out_dir / SUMMARY, {"job": plan.job.name, **result.as_json()})
+    finally:
+        state.release()
+    if result.error is not None:
+        raise result.error
+    return result

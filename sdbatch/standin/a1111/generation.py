@@ -1,0 +1,230 @@
+"""From a validated request to what the webui would generate: sampler, seeds, model, infotexts.
+
+Follows `Api.text2imgapi` and `process_images_inner` of v1.10.1 (a1111-api.md §2, §3, §5, §7).
+Deliberately not modelled: styles (the stand-in has none, so prompts pass unchanged), the
+`infotext` request field (accepted, not applied) and hires-fix job doubling in /progress.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdbatch.standin.a1111.behaviours import Behaviour
+from sdbatch.standin.a1111.catalog import Catalog, Checkpoint
+from sdbatch.standin.a1111.errors import http_exception, webui_exception
+
+MAX_SEED = 4294967294  # get_fixed_seed: random.randrange(4294967294)
+
+
+def check_scripts(req: Mapping[str, Any], catalog: Catalog) -> None:
+    """Api.get_selectable_script / init_script_args: unknown titles are a 422 HTTPException."""
+    name = req["script_name"]
+    if name and name.lower() not in catalog.selectable_scripts:
+        raise http_exception(422, f"Script '{name}' not found")
+    for title in req["alwayson_scripts"]:
+        if str(title).lower() in catalog.selectable_scripts:
+            raise http_exception(
+                422, "Cannot have a selectable script in the always on scripts params"
+            )
+        if str(title).lower() not in catalog.alwayson_scripts:
+            raise http_exception(422, f"always on script {title} not found")
+
+
+def apply_overrides(
+    options: Mapping[str, Any], overrides: Mapping[str, Any] | None, catalog: Catalog
+) -> tuple[dict[str, Any], Checkpoint]:
+    """Options for this job and the checkpoint it runs on; unknown keys are a 500 KeyError and
+    an unknown checkpoint is silently the configured one (process_images)."""
+    opts = dict(options)
+    for key, value in (overrides or {}).items():
+        if key not in opts:
+            raise webui_exception("KeyError", repr(key))
+        opts[key] = value
+    loaded = catalog.checkpoint(str(options["sd_model_checkpoint"])) or catalog.checkpoints[0]
+    return opts, catalog.checkpoint(str(opts["sd_model_checkpoint"])) or loaded
+
+
+def fixed_seed(seed: int | None, rng: random.Random) -> int:
+    return rng.randrange(MAX_SEED) if seed is None or seed == -1 else seed
+
+
+@dataclass(frozen=True)
+class Job:
+    """One txt2img job as process_images sees it, with everything resolved."""
+
+    req: Mapping[str, Any]
+    opts: Mapping[str, Any]
+    checkpoint: Checkpoint
+    sampler: str
+    schedule: str | None
+    seeds: tuple[int, ...]
+    subseeds: tuple[int, ...]
+    size: tuple[int, int]  # of the returned images (the hires target with enable_hr)
+    timestamp: str
+    behaviour: Behaviour
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.behaviour.version
+
+    @property
+    def restore_faces(self) -> bool:
+        value = self.req["restore_faces"]
+        return bool(self.opts["face_restoration"] if value is None else value)
+
+    @property
+    def clip_skip(self) -> int:
+        return int(self.opts["CLIP_stop_at_last_layers"])
+
+    @property
+    def total(self) -> int:
+        return len(self.seeds)
+
+
+def plan_job(
+    req: Mapping[str, Any],
+    opts: Mapping[str, Any],
+    checkpoint: Checkpoint,
+    behaviour: Behaviour,
+    rng: random.Random,
+    timestamp: str,
+) -> Job:
+    resolved = behaviour.resolve(req, behaviour.catalog)
+    n = max(0, req["batch_size"] or 1) * max(0, req["n_iter"] or 1)
+    seed = fixed_seed(req["seed"], rng)
+    subseed = fixed_seed(req["subseed"], rng)
+    variation = (req["subseed_strength"] or 0) != 0
+    seeds = tuple(seed + (0 if variation else i) for i in range(n))
+    extra: dict[str, Any] = dict(resolved.extra)
+    size = (req["width"], req["height"])
+    if req["enable_hr"]:
+        size = _hires(req, behaviour.catalog, extra)
+    return Job(
+        req,
+        opts,
+        checkpoint,
+        resolved.sampler,
+        resolved.schedule,
+        seeds,
+        tuple(subseed + i for i in range(n)),
+        size,
+        timestamp,
+        behaviour,
+        extra,
+    )
+
+
+def _hires(req: Mapping[str, Any], catalog: Catalog, extra: dict[str, Any]) -> tuple[int, int]:
+    strength = req["denoising_strength"]
+    if strength is None:  # setup_img2img_steps compares None > 0
+        raise webui_exception(
+            "TypeError", "'>' not supported between instances of 'NoneType' and 'int'"
+        )
+    upscaler = req["hr_upscaler"] or "Latent"
+    if upscaler not in catalog.latent_upscale_modes + catalog.upscalers:
+        raise webui_exception("Exception", f"could not find upscaler named {upscaler}")
+    w, h, rx, ry = req["width"], req["height"], req["hr_resize_x"], req["hr_resize_y"]
+    extra["Denoising strength"] = strength
+    if rx == 0 and ry == 0:
+        extra["Hires upscale"] = req["hr_scale"]
+        size = (int(w * req["hr_scale"]), int(h * req["hr_scale"]))
+    else:
+        extra["Hires resize"] = f"{rx}x{ry}"
+        size = (rx or ry * w // h, ry or rx * h // w)
+    if req["hr_second_pass_steps"]:
+        extra["Hires steps"] = req["hr_second_pass_steps"]
+    extra["Hires upscaler"] = upscaler
+    return size
+
+
+def _quote(value: Any) -> Any:
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text:
+        return value
+    return json.dumps(text, ensure_ascii=False)
+
+
+def infotext(job: Job, index: int) -> str:
+    """create_infotext for image `index` (for the grid: index 0 with the main prompt)."""
+    req, opts = job.req, job.opts
+    variation = (req["subseed_strength"] or 0) != 0
+    resize_w, resize_h = req["seed_resize_from_w"] or -1, req["seed_resize_from_h"] or -1
+    params: dict[str, Any] = {
+        "Steps": req["steps"],
+        "Sampler": job.sampler,
+        "Schedule type": job.extra.get("Schedule type"),
+        "CFG scale": req["cfg_scale"],
+        "Seed": job.seeds[index],
+        "Face restoration": opts["face_restoration_model"] if job.restore_faces else None,
+        "Size": f"{req['width']}x{req['height']}",
+        "Model hash": job.checkpoint.shorthash if opts["add_model_hash_to_info"] else None,
+        "Model": job.checkpoint.model_name if opts["add_model_name_to_info"] else None,
+        "Variation seed": job.subseeds[index] if variation else None,
+        "Variation seed strength": req["subseed_strength"] if variation else None,
+        "Seed resize from": (f"{resize_w}x{resize_h}" if resize_w > 0 and resize_h > 0 else None),
+        "Denoising strength": job.extra.get("Denoising strength"),
+        "Clip skip": job.clip_skip if job.clip_skip > 1 else None,
+        "Tiling": "True" if req["tiling"] else None,
+        **{k: v for k, v in job.extra.items() if k not in ("Schedule type", "Denoising strength")},
+        "Version": job.version if opts["add_version_to_infotext"] else None,
+    }
+    line = ", ".join(
+        k if k == v else f"{k}: {_quote(v)}" for k, v in params.items() if v is not None
+    )
+    negative = req["negative_prompt"]
+    negative_text = f"\nNegative prompt: {negative}" if negative else ""
+    return f"{req['prompt']}{negative_text}\n{line}".strip()
+
+
+def info(job: Job, infotexts: list[str], index_of_first_image: int) -> str:
+    """Processed.js(): a JSON *string*, default separators, ASCII-escaped, keys in this order.
+
+    The all_* lists cover the whole job even after an interrupt (they are computed up front);
+    `infotexts` has one entry per returned image.
+    """
+    req = job.req
+    n = job.total
+    obj = {
+        "prompt": req["prompt"],
+        "all_prompts": [req["prompt"]] * n,
+        "negative_prompt": req["negative_prompt"],
+        "all_negative_prompts": [req["negative_prompt"]] * n,
+        "seed": job.seeds[0] if n else None,
+        "all_seeds": list(job.seeds),
+        "subseed": job.subseeds[0] if n else None,
+        "all_subseeds": list(job.subseeds),
+        "subseed_strength": req["subseed_strength"],
+        "width": req["width"],
+        "height": req["height"],
+        "sampler_name": job.sampler,
+        "cfg_scale": req["cfg_scale"],
+        "steps": req["steps"],
+        "batch_size": req["batch_size"],
+        "restore_faces": job.restore_faces,
+        "face_restoration_model": job.opts["face_restoration_model"] if job.restore_faces else None,
+        "sd_model_name": job.checkpoint.model_name,
+        "sd_model_hash": job.checkpoint.shorthash,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": req["seed_resize_from_w"],
+        "seed_resize_from_h": req["seed_resize_from_h"],
+        "denoising_strength": req["denoising_strength"],
+        "extra_generation_params": job.extra,
+        "index_of_first_image": index_of_first_image,
+        "infotexts": infotexts,
+        "styles": req["styles"] or [],
+        "job_timestamp": job.timestamp,
+        "clip_skip": job.clip_skip,
+        "is_using_inpainting_conditioning": False,
+        "version": job.version,
+    }
+    for key in job.behaviour.info_drop:
+        del obj[key]
+    for key, source in job.behaviour.info_add:
+        obj[key] = None if source is None else req[source]
+    return json.dumps(obj, default=lambda o: None)

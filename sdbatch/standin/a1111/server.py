@@ -1,0 +1,216 @@
+"""HTTP plumbing: a threading stdlib server, one handler thread per connection (keep-alive).
+
+Answers are compact JSON like starlette's JSONResponse. The server tracks its open connections
+so `stop()` can cut idle keep-alive and hung ones instead of waiting for clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from sdbatch.standin.a1111 import routes
+from sdbatch.standin.a1111.errors import (
+    ApiError,
+    Dropped,
+    method_not_allowed,
+    not_found,
+    webui_exception,
+)
+from sdbatch.standin.a1111.records import LoggedRequest
+
+if TYPE_CHECKING:
+    from sdbatch.standin.a1111.webui import MockWebui
+
+log = logging.getLogger("sdbatch.standin.a1111")
+
+
+class MockHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a hung handler must never keep the process alive
+    block_on_close = False
+    request_queue_size = 128  # benchmarks open many connections at once
+
+    def __init__(self, address: tuple[str, int], webui: MockWebui) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, Handler)
+        self.webui = webui
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def drop_connections(self) -> None:
+        """Wake every handler blocked on a keep-alive read by shutting its socket down."""
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn does
+    server_version = "uvicorn"
+    server: MockHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus the client's
+        # delayed ACK adds ~40 ms to every keep-alive answer (uvicorn sets it too).
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self) -> None:
+        webui = self.server.webui
+        started = webui.clock()
+        parts = urlsplit(self.path)
+        raw = self._read_body()
+        request = routes.Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            raw=raw,
+            content_type=self.headers.get("content-type"),
+            authorization=self.headers.get("authorization"),
+        )
+        outcome = routes.Outcome()
+        headers: dict[str, str] = {}
+        status: int | None
+        try:
+            status, payload = 200, self._dispatch(webui, request, outcome)
+        except ApiError as exc:
+            status, payload, headers = self._error(webui, exc)
+            outcome.fault = outcome.fault or exc.fault
+        except Dropped:
+            status, payload = None, None
+        except Exception as exc:  # what the webui's exception handler turns into a 500
+            log.exception("stand-in webui: %s %s failed", self.command, parts.path)
+            status, payload, headers = self._error(
+                webui, webui_exception(type(exc).__name__, str(exc))
+            )
+        # Logged before answering: once a client has its answer, the log already shows it.
+        webui.recorder.request(
+            LoggedRequest(
+                method=self.command,
+                path=parts.path,
+                query=parts.query,
+                body=_json_or_none(raw),
+                status=status,
+                time=started,
+                seeds=outcome.seeds,
+                images=outcome.images,
+                fault=outcome.fault,
+            )
+        )
+        if status is None:
+            self._reset()
+        else:
+            self._send(status, payload, webui.clock() - started, headers)
+
+    @staticmethod
+    def _error(webui: MockWebui, exc: ApiError) -> tuple[int, Any, dict[str, str]]:
+        payload, headers = webui.behaviour.errors.render(exc)
+        return exc.status, payload, headers
+
+    def _dispatch(self, webui: MockWebui, request: routes.Request, out: routes.Outcome) -> Any:
+        methods = webui.routes.get(request.path)
+        if methods is None:
+            raise not_found()
+        handler = methods.get(request.method)
+        if handler is None:
+            raise method_not_allowed()
+        # txt2img checks auth itself, after decoding the body, as FastAPI orders it.
+        if request.path.startswith(routes.SDAPI) and handler is not routes.txt2img:
+            routes.check_auth(webui, request.authorization)
+        return handler(webui, request, out)
+
+    def _send(self, status: int, payload: Any, elapsed: float, headers: Mapping[str, str]) -> None:
+        if payload is routes.NO_CONTENT:
+            status, data = 204, b""
+        else:
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            self.send_response(status)
+            if status != 204:  # a 204 carries neither a body nor its headers
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("x-process-time", f"{elapsed:.4f}")
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client went away (e.g. its timeout fired): nothing to tell it
+            self.close_connection = True
+
+    def _reset(self) -> None:
+        """Close with RST and no answer; the client sees a connection reset."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+
+def _json_or_none(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

@@ -1,0 +1,242 @@
+"""`MockWebui`: the stand-in server object — lifecycle, options, and the txt2img job itself."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from PIL import Image
+
+from sdbatch.standin.a1111 import behaviours, generation, output, routes
+from sdbatch.standin.a1111.behaviours import Behaviour
+from sdbatch.standin.a1111.catalog import Catalog, Checkpoint
+from sdbatch.standin.a1111.errors import Dropped, webui_exception
+from sdbatch.standin.a1111.faults import FaultInjector
+from sdbatch.standin.a1111.observe import Observation
+from sdbatch.standin.a1111.records import Recorder
+from sdbatch.standin.a1111.server import MockHTTPServer
+from sdbatch.standin.a1111.state import FifoLock, JobState
+from sdbatch.standin.a1111.substitution import Substitution
+
+# Bigger images would only exhaust the test machine; the webui would run out of VRAM too.
+MAX_PIXELS = 4096 * 4096
+
+
+class MockWebui(Observation):
+    """A stand-in for A1111 v1.10.1 `--api` (or, with `behaviour`, v1.9, v1.8, Forge or
+    SD.Next) on a real loopback socket (see package docs).
+
+    `substitute` ({"sampler_name": "Euler a"}, or scheduler, sd_model_checkpoint, steps,
+    cfg_scale, width, height) makes it silently use that value instead of the requested one.
+    `model_loads` counts checkpoint loads after startup; each takes `model_load_delay` seconds.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        auth: tuple[str, str] | None = None,
+        step_delay: float = 0.0,
+        image_delay: float = 0.0,
+        samples_format: str = "png",
+        seed: int | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        behaviour: str | Behaviour = "v1.10",
+        substitute: Mapping[str, str] | None = None,
+        model_load_delay: float = 0.0,
+    ) -> None:
+        self.host, self.port, self.auth = host, port, auth
+        self.step_delay, self.image_delay = step_delay, image_delay
+        chosen = behaviours.get(behaviour) if isinstance(behaviour, str) else behaviour
+        # An explicit catalog replaces the behaviour's installed models and samplers.
+        self.behaviour: Behaviour = replace(chosen, catalog=catalog) if catalog else chosen
+        self.catalog: Catalog = self.behaviour.catalog
+        self.substitution = Substitution.parse(substitute or {}, self.behaviour)
+        self.model_load_delay = model_load_delay
+        self.routes = routes.routes_for(self)
+        self.clock, self._wall_clock = clock, wall_clock
+        # Separate generators: drawing fault dice must not shift the seeds a job gets.
+        self._seed_rng = random.Random(seed)
+        self._faults = FaultInjector(random.Random(None if seed is None else seed + 1))
+        self._options = self.catalog.default_options()
+        self._options["samples_format"] = samples_format
+        # The configured checkpoint is loaded at startup; later loads are counted.
+        self._loaded: Checkpoint = self.catalog.checkpoints[0]
+        self._model_loads = 0
+        self._options_lock = threading.Lock()
+        self.queue_lock = FifoLock()
+        self.state = JobState(clock)
+        self.recorder = Recorder()
+        self.stopping = threading.Event()
+        self._httpd: MockHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> MockWebui:
+        httpd = MockHTTPServer((self.host, self.port), self)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"mockwebui:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop promptly: running and hung requests wake up and their connections are dropped."""
+        if self._httpd is None:
+            return
+        self.stopping.set()
+        self.state.shut_down()
+        self._httpd.shutdown()
+        self._httpd.drop_connections()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+
+    def __enter__(self) -> MockWebui:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # -- options ---------------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        with self._options_lock:
+            return dict(self._options)
+
+    def set_options(self, changes: Mapping[str, Any]) -> None:
+        """POST /sdapi/v1/options semantics (unknown key: 500 KeyError; unknown checkpoint:
+        500 RuntimeError); a checkpoint switch waits for the queue like the webui's."""
+        with self._options_lock:
+            for key in changes:
+                if key not in self._options:
+                    raise webui_exception("KeyError", repr(key))
+        updates = dict(changes)
+        if "sd_model_checkpoint" in updates:
+            ckpt = self.catalog.checkpoint(str(updates["sd_model_checkpoint"]))
+            if ckpt is None:
+                raise webui_exception(
+                    "RuntimeError", f"model {updates['sd_model_checkpoint']!r} not found"
+                )
+            updates["sd_model_checkpoint"] = ckpt.title
+            updates["sd_checkpoint_hash"] = ckpt.sha256
+            with self.queue_lock:
+                with self._options_lock:
+                    self._options.update(updates)
+                self._load(ckpt)
+            return
+        with self._options_lock:
+            self._options.update(updates)
+
+    # -- txt2img ---------------------------------------------------------------------------
+    def txt2img(self, req: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
+        """Generate for a validated request; returns the response body and the seeds used."""
+        generation.check_scripts(req, self.catalog)
+        used = self.substitution.request(req)
+        # Sampler validation (a 404 on v1.8/v1.9/SD.Next) happens before the queue lock.
+        self.behaviour.resolve(used, self.catalog)
+        with self.queue_lock:
+            if self.stopping.is_set():
+                raise Dropped
+            start = self.clock()
+            try:
+                job, pictures = self._run_job(used)
+            finally:
+                self.recorder.busy(start, self.clock())
+        # The webui encodes after releasing the queue lock, so encoding isn't "GPU" time; the
+        # `parameters` echo is the request as sent, even when a value was substituted.
+        return output.respond(job, pictures, echo=req), job.seeds[: len(pictures)]
+
+    def _load(self, ckpt: Checkpoint) -> None:
+        """Load `ckpt` unless it is loaded already; the caller holds the queue lock."""
+        if ckpt == self._loaded:
+            return
+        self._model_loads += 1
+        self._loaded = ckpt
+        self.stopping.wait(self.model_load_delay)
+
+    def _run_job(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
+        opts, ckpt = generation.apply_overrides(
+            self.options(), req["override_settings"], self.catalog
+        )
+        if req["override_settings"] and not req["override_settings_restore_afterwards"]:
+            self._persist_overrides(req["override_settings"])
+        # With restore_afterwards the options stay, so the next request without an override
+        # resolves to the configured checkpoint again and reloads it (a1111-api.md §7).
+        ckpt = self.substitution.model(ckpt)
+        self._load(ckpt)
+        if req["prompt"] is None:  # process_images_inner: assert p.prompt is not None
+            raise webui_exception("AssertionError", "")
+        stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(self._wall_clock()))
+        job = generation.plan_job(req, opts, ckpt, self.behaviour, self._seed_rng, stamp)
+        width, height = job.size
+        if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
+            raise webui_exception(
+                "OutOfMemoryError",
+                f"CUDA out of memory. Tried to allocate {width}x{height} (sdbatch stand-in)",
+            )
+        n_iter, batch = max(1, req["n_iter"] or 1), max(1, req["batch_size"] or 1)
+        oom = self._faults.out_of_memory(batch, job.seeds)
+        if oom is not None:
+            raise oom
+        self.recorder.job_started(self.clock())
+        steps = max(0, req["steps"] or 0)
+        self.state.begin("scripts_txt2img", n_iter, stamp)
+        pictures: list[Image.Image] = []
+        try:
+            self.state.wait(self._faults.take_slow())  # an injected long job; interruptible
+            for it in range(n_iter):
+                if self.state.interrupted or self.stopping.is_set():
+                    break  # remaining n_iter batches are skipped
+                label = f"Batch {it + 1} out of {n_iter}" if n_iter > 1 else "scripts_txt2img"
+                self.state.next_batch(it, label, steps)
+                self._sample(steps, batch)
+                # An interrupted batch still returns its (partially denoised) images.
+                for pos in range(batch):
+                    pictures.append(self._picture(job, it * batch + pos))
+        finally:
+            self.state.end()
+        return job, pictures
+
+    def _persist_overrides(self, changes: Mapping[str, Any]) -> None:
+        # override_settings_restore_afterwards=false keeps the overrides; we already hold the
+        # queue lock, and an unknown checkpoint is dropped silently as in process_images.
+        updates = dict(changes)
+        ckpt = self.catalog.checkpoint(str(updates.get("sd_model_checkpoint", "")))
+        if "sd_model_checkpoint" in updates:
+            if ckpt is None:
+                updates.pop("sd_model_checkpoint")
+            else:
+                updates["sd_model_checkpoint"] = ckpt.title
+        with self._options_lock:
+            self._options.update(updates)
+
+    def _sample(self, steps: int, batch: int) -> None:
+        for step in range(steps):
+            if self.state.stop_requested():
+                return
+            self.state.wait(self.step_delay * batch)
+            self.state.step(step + 1)
+        if not self.state.stop_requested():
+            self.state.wait(self.image_delay * batch)
+
+    def _picture(self, job: generation.Job, index: int) -> Image.Image:
+        self.recorder.image(output.record(job, index, self.clock()))
+        return output.render(job, index)

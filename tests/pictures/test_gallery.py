@@ -1,0 +1,143 @@
+"""The static index.html gallery: its HTML, and (where Chromium is installed) a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import RunCli
+
+from sdbatch.pictures.gallery import build_gallery
+from sdbatch.standin.a1111 import MockWebui
+
+CHROMIUM = "/usr/bin/chromium"
+NASTY = 'a <b>cat</b> "quoted" & </script><script>alert(1)</script>'
+STEPS, CFGS = [10, 20], [3, 5, 7]
+
+
+class Page(HTMLParser):
+    """Collects tags, their attributes, and the JSON data blob."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.data_blob = ""
+        self._in_data = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_data = tag == "script" and dict(attrs).get("id") == "data"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_data = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_data:
+            self.data_blob += data
+
+
+@pytest.fixture
+def run_dir(webui: MockWebui, run_cli: RunCli, tmp_path: Path) -> Path:
+    """A 2x3 steps x cfg_scale run whose first-answered payload failed."""
+    webui.inject(fail_next=1, fail_status=422, fail_message="rejected <because>")
+    job = {
+        "name": "g",
+        "defaults": {"width": 64, "height": 64},
+        "prompts": [NASTY],
+        "grid": {"steps": STEPS, "cfg_scale": CFGS},
+        "seeds": [7],
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    out = tmp_path / "run"
+    run_cli("run", str(path), "--server", webui.url, "--out", str(out), expect=1)
+    return out
+
+
+def rows(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_html_has_one_image_per_ok_row_escaped_and_self_contained(run_dir: Path) -> None:
+    text = build_gallery(run_dir).read_text()
+    page = Page()
+    page.feed(text)
+    ok = [r for r in rows(run_dir) if r["status"] == "ok"]
+    imgs = [attrs for tag, attrs in page.tags if tag == "img"]
+    assert sorted(str(a["src"]) for a in imgs) == sorted(r["file"] for r in ok) and len(ok) == 5
+    # The prompt's markup stays text: one script for data, one for code, no <b>.
+    assert [t for t, _ in page.tags].count("script") == 2 and "b" not in [t for t, _ in page.tags]
+    assert json.loads(page.data_blob)["rows"][0]["prompt"] == NASTY
+    assert "&lt;b&gt;cat&lt;/b&gt; &quot;quoted&quot; &amp;" in text
+    for _, attrs in page.tags:
+        for name in ("src", "href"):
+            assert not str(attrs.get(name) or "").startswith(("http:", "https:", "//")), attrs
+    assert "failed: HTTP 422" in text and "rejected &lt;because&gt;" in text
+
+
+def chromium_page() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("headless Chromium not installed: apt-get install chromium")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    yield from chromium_page()
+
+
+def test_gallery_filters_and_sorts_in_a_real_browser(
+    run_dir: Path, tmp_path: Path, browser_page: Any
+) -> None:
+    build_gallery(run_dir)
+    # Copied elsewhere, the page still finds every image: links are relative.
+    copy = shutil.copytree(run_dir, tmp_path / "elsewhere" / "copy")
+    problems: list[str] = []
+    page = browser_page
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else 0)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto((copy / "index.html").as_uri())
+    page.wait_for_load_state("load")
+    visible = "figure:not(.hidden)"
+    assert page.locator(visible).count() == 5
+    # Lazy images load once on screen: bring each into view, then wait for all of them.
+    page.eval_on_selector_all("img", "xs => xs.forEach(x => x.scrollIntoView())")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    loaded = page.eval_on_selector_all("img", "xs => xs.map(x => x.naturalWidth)")
+    assert loaded == [64] * 5
+    ok = [r for r in rows(run_dir) if r["status"] == "ok"]
+    page.select_option("#field", "steps")
+    page.select_option("#value", "20")
+    assert page.locator(visible).count() == sum(r["payload"]["steps"] == 20 for r in ok)
+    assert page.inner_text("#count").startswith(f"{page.locator(visible).count()} of 5")
+    page.select_option("#field", "")
+    page.select_option("#sort", "cfg_scale")
+    page.check("#desc")
+    srcs = page.eval_on_selector_all(f"{visible} img", "xs => xs.map(x => x.getAttribute('src'))")
+    cfg = {r["file"]: r["payload"]["cfg_scale"] for r in ok}
+    assert [cfg[s] for s in srcs] == sorted(cfg.values(), reverse=True)
+    assert page.locator("tr[data-i]").count() == 1  # the failed payload
+    assert problems == []

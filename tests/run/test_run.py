@@ -1,0 +1,147 @@
+"""End to end: job file -> plan -> worker -> writer, against the stand-in webui."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import RunCli
+from PIL import Image
+
+from sdbatch.backends.a1111.connect import Fleet
+from sdbatch.backends.a1111.worker import Worker
+from sdbatch.job.loader import load_job
+from sdbatch.output.writer import RunInfo
+from sdbatch.plan.expand import build_plan
+from sdbatch.run.progress import Console
+from sdbatch.run.runner import run_job
+from sdbatch.standin.a1111 import MockWebui
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manifest(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def write_job(tmp_path: Path, **job: Any) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", **job}, sort_keys=False))
+    return path
+
+
+def test_cats_job_writes_one_image_per_seed(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    out = tmp_path / "cats"
+    result = run_cli(
+        "run", str(ROOT / "jobs" / "cats.yaml"), "--server", webui.url, "--out", str(out)
+    )
+    job = load_job(ROOT / "jobs" / "cats.yaml")
+    seeds = list(build_plan(job).seeds)
+    rows = sorted(manifest(out), key=lambda r: r["payload_index"])
+    assert [r["seed"] for r in rows] == seeds
+    assert all(r["status"] == "ok" for r in rows)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(r["file"] for r in rows)
+    for row in rows:
+        data = (out / row["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.size == (row["width"], row["height"]) == (512, 512)
+            assert f"Seed: {row['seed']}," in img.info["parameters"]
+        assert row["payload"]["sampler_name"] == row["sampler_name"] == "DPM++ 2M"
+        assert row["scheduler"] == "Karras"
+        assert row["payload"]["seed"] == row["seed"]
+        assert row["server_version"] == "v1.10.1" and row["sd_model_hash"]
+    assert f"{len(seeds)} images saved, 0 already done" in result.err
+    # Exactly the original script's request, plus the seed sdbatch fixed.
+    sent = [r.body for r in webui.requests if r.path == "/sdapi/v1/txt2img"]
+    assert len(sent) == len(seeds)
+    assert min(sent, key=lambda body: body["seed"]) == {
+        "negative_prompt": job.defaults["negative_prompt"],
+        "steps": 25,
+        "cfg_scale": 7.5,
+        "sampler_name": "DPM++ 2M",
+        "scheduler": "Karras",
+        "prompt": job.prompts[0].text,
+        "seed": seeds[0],
+    }
+
+
+def test_flaky_server_still_yields_every_image_once(webui: MockWebui, tmp_path: Path) -> None:
+    webui.inject(fail_rate=0.3, reset_rate=0.1)
+    job = load_job(
+        write_job(
+            tmp_path,
+            server={"url": webui.url, "retries": 12, "timeout": 10},
+            defaults={"steps": 2, "width": 64, "height": 64},
+            prompts=[f"prompt {i}" for i in range(10)],
+            seeds={"start": 1, "count": 4},
+        )
+    )
+    plan = build_plan(job)
+    out = tmp_path / "out"
+    err = io.StringIO()
+    result = run_job(
+        plan,
+        out,
+        connection=Fleet([Worker(job.server, sleep=lambda s: None)], {}),
+        console=Console(io.StringIO(), err),
+        run_info=RunInfo("t", "d", "t"),
+    )
+    assert result.saved == 40 and result.failed == [] and result.exit_code == 0
+    rows = manifest(out)
+    assert len(rows) == 40 and len({r["id"] for r in rows}) == 40
+    assert len(list(out.glob("*.png"))) == 40
+    generated = [(g.prompt, g.seed) for g in webui.generated]
+    assert len(generated) == len(set(generated)) == 40  # nothing generated twice
+    assert sum(r["attempts"] > 1 for r in rows) > 0  # the faults really happened
+
+
+def test_422_payload_fails_once_and_run_exits_1(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    path = write_job(
+        tmp_path,
+        defaults={"steps": 2, "width": 64, "height": 64},
+        prompts=["fine", {"prompt": "broken", "script_name": "no such script"}, "also fine"],
+        seeds=[5],
+    )
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--server", webui.url, "--out", str(out), expect=1)
+    rows = sorted(manifest(out), key=lambda r: r["payload_index"])
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    failed = rows[1]
+    assert failed["attempts"] == 1
+    assert "Script 'no such script' not found" in failed["error"]
+    assert "Script 'no such script' not found" in result.err
+    broken = [r for r in webui.requests if r.body and r.body.get("prompt") == "broken"]
+    assert len(broken) == 1
+
+
+def test_plan_command_needs_no_server(run_cli: RunCli) -> None:
+    result = run_cli("plan", str(ROOT / "jobs" / "sweep.yaml"), "--json")
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    assert "16 payloads, 16 images" in result.err
+    assert [(p["steps"], p["cfg_scale"]) for p in lines][:5] == [
+        (10, 3),
+        (10, 5),
+        (10, 7),
+        (10, 9),
+        (20, 3),
+    ]
+    limited = run_cli("plan", str(ROOT / "jobs" / "sweep.yaml"), "--limit", "2")
+    assert limited.out.splitlines()[0] == "16 payloads, 16 images"
+    assert len(limited.out.splitlines()) == 3
+
+
+def test_unreachable_server_exits_3(run_cli: RunCli, tmp_path: Path) -> None:
+    path = write_job(tmp_path, server={"retries": 0}, prompts=["x"], seeds=[1])
+    result = run_cli(
+        "run", str(path), "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "o"), expect=3
+    )
+    assert "cannot reach" in result.err and "Traceback" not in result.err
