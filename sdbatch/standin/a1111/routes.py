@@ -11,13 +11,11 @@ import binascii
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdbatch.standin.a1111 import model
 from sdbatch.standin.a1111.errors import ApiError, Dropped, http_exception
-
-if TYPE_CHECKING:
-    from sdbatch.standin.a1111.webui import MockWebui
+from sdbatch.standin.a1111.host import Host
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,10 @@ class Outcome:
     fault: str | None = None
 
 
-Handler = Callable[["MockWebui", Request, Outcome], Any]
+Handler = Callable[[Host, Request, Outcome], Any]
 
 
-def check_auth(webui: MockWebui, header: str | None) -> None:
+def check_auth(webui: Host, header: str | None) -> None:
     """fastapi HTTPBasic + Api.auth; the 401s come without WWW-Authenticate (a1111-api.md §6)."""
     if webui.auth is None:
         return
@@ -61,7 +59,7 @@ def check_auth(webui: MockWebui, header: str | None) -> None:
         raise http_exception(401, "Incorrect username or password", basic)
 
 
-def txt2img(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def txt2img(webui: Host, req: Request, out: Outcome) -> Any:
     fault = webui.faults.draw()
     if fault is not None:
         out.fault = fault.kind
@@ -86,7 +84,7 @@ def txt2img(webui: MockWebui, req: Request, out: Outcome) -> Any:
 _BOOL_WORDS = frozenset(["1", "0", "on", "off", "t", "f", "true", "false", "y", "n", "yes", "no"])
 
 
-def progress(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def progress(webui: Host, req: Request, out: Outcome) -> Any:
     for value in req.query.get("skip_current_image", []):
         if value.lower() not in _BOOL_WORDS:
             raise ApiError(
@@ -111,21 +109,21 @@ class NoContent:
 NO_CONTENT = NoContent()
 
 
-def interrupt(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def interrupt(webui: Host, req: Request, out: Outcome) -> Any:
     webui.state.interrupt()
     return NO_CONTENT if webui.behaviour.control_no_content else {}
 
 
-def skip(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def skip(webui: Host, req: Request, out: Outcome) -> Any:
     webui.state.skip()
     return NO_CONTENT if webui.behaviour.control_no_content else None
 
 
-def get_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def get_options(webui: Host, req: Request, out: Outcome) -> Any:
     return webui.options()
 
 
-def set_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def set_options(webui: Host, req: Request, out: Outcome) -> Any:
     body = model.decode_body(req.raw, req.content_type)
     if body is None:
         raise ApiError(
@@ -145,14 +143,14 @@ def set_options(webui: MockWebui, req: Request, out: Outcome) -> Any:
     return None
 
 
-def _static(build: Callable[[MockWebui], Any]) -> Handler:
-    def handler(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def _static(build: Callable[[Host], Any]) -> Handler:
+    def handler(webui: Host, req: Request, out: Outcome) -> Any:
         return build(webui)
 
     return handler
 
 
-def _cmd_flags(webui: MockWebui) -> dict[str, Any]:
+def _cmd_flags(webui: Host) -> dict[str, Any]:
     return {
         "api": True,
         "api_auth": ":".join(webui.auth) if webui.auth else None,
@@ -168,7 +166,7 @@ def _cmd_flags(webui: MockWebui) -> dict[str, Any]:
 _MEMORY = {"ram": {"free": 12e9, "used": 4e9, "total": 16e9}, "cuda": {"error": "unavailable"}}
 
 
-def mock_log(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def mock_log(webui: Host, req: Request, out: Outcome) -> Any:
     return {
         **webui.recorder.as_json(),
         "faults": webui.faults.settings.as_json(),
@@ -179,7 +177,7 @@ def mock_log(webui: MockWebui, req: Request, out: Outcome) -> Any:
     }
 
 
-def mock_faults(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def mock_faults(webui: Host, req: Request, out: Outcome) -> Any:
     if req.method == "POST":
         try:
             body = json.loads(req.raw or b"{}")
@@ -191,7 +189,7 @@ def mock_faults(webui: MockWebui, req: Request, out: Outcome) -> Any:
     return webui.faults.settings.as_json()
 
 
-def mock_reset(webui: MockWebui, req: Request, out: Outcome) -> Any:
+def mock_reset(webui: Host, req: Request, out: Outcome) -> Any:
     webui.reset()
     return {}
 
@@ -236,7 +234,7 @@ OPTIONAL: dict[str, dict[str, Handler]] = {
 }
 
 
-def routes_for(webui: MockWebui) -> dict[str, dict[str, Handler]]:
+def routes_for(webui: Host) -> dict[str, dict[str, Handler]]:
     b = webui.behaviour
     table = {path: m for path, m in ROUTES.items() if path not in b.removed_routes}
     table.update({path: OPTIONAL[path] for path in sorted(b.added_routes)})

@@ -14,7 +14,7 @@ import struct
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sdbatch.standin.a1111 import routes
@@ -25,10 +25,8 @@ from sdbatch.standin.a1111.errors import (
     not_found,
     webui_exception,
 )
+from sdbatch.standin.a1111.host import Host
 from sdbatch.standin.a1111.records import LoggedRequest
-
-if TYPE_CHECKING:
-    from sdbatch.standin.a1111.webui import MockWebui
 
 log = logging.getLogger("sdbatch.standin.a1111")
 
@@ -38,7 +36,7 @@ class MockHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128  # benchmarks open many connections at once
 
-    def __init__(self, address: tuple[str, int], webui: MockWebui) -> None:
+    def __init__(self, address: tuple[str, int], webui: Host) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
@@ -165,11 +163,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, payload, webui.clock() - started, headers)
 
     @staticmethod
-    def _error(webui: MockWebui, exc: ApiError) -> tuple[int, Any, dict[str, str]]:
+    def _error(webui: Host, exc: ApiError) -> tuple[int, Any, dict[str, str]]:
         payload, headers = webui.behaviour.errors.render(exc)
         return exc.status, payload, headers
 
-    def _dispatch(self, webui: MockWebui, request: routes.Request, out: routes.Outcome) -> Any:
+    def _dispatch(self, webui: Host, request: routes.Request, out: routes.Outcome) -> Any:
         methods = webui.routes.get(request.path)
         if methods is None:
             raise not_found()
