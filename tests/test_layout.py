@@ -20,7 +20,7 @@ import sdbatch
 PACKAGE = Path(sdbatch.__file__).resolve().parent
 STAGES = ["cli", "job", "plan", "run", "backends", "output", "pictures"]
 # Shared by every stage: the one error hierarchy and exit codes, the version.
-COMMON = {"sdbatch", "sdbatch.errors", "sdbatch.__main__"}
+COMMON = {"sdbatch", "sdbatch.errors"}
 CONDUCTORS = {"cli", "run"}
 
 
@@ -54,9 +54,9 @@ def graph(root: Path = PACKAGE) -> dict[str, set[str]]:
 
 def stage_of(module: str) -> str | None:
     parts = module.split(".")
-    if len(parts) < 2 or module in COMMON:
+    if module in COMMON:
         return None
-    return "standin" if parts[1] == "standin" else parts[1]
+    return "cli" if parts[1] == "__main__" else parts[1]  # `python -m sdbatch` is the cli
 
 
 def cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -89,18 +89,18 @@ def wrong_way(edges: dict[str, set[str]]) -> list[str]:
         here = stage_of(module)
         for target in sorted(targets):
             there = stage_of(target)
-            if here is None or there is None or here == there:
-                if here is None and there is not None and module not in {"sdbatch.__main__"}:
+            if here is None:
+                if there is not None:
                     problems.append(f"{module} (shared by all stages) imports {target}")
-                continue
-            if there == "standin" or here == "standin":
+            elif there is None or there == here:
+                continue  # a stage using the shared errors, or itself
+            elif "standin" in (here, there):
                 if here != "cli":
                     problems.append(f"{module} imports {target}: the stand-in is apart")
-                continue
-            if STAGES.index(there) > STAGES.index(here) and here not in CONDUCTORS:
-                problems.append(f"{module} ({here}) imports {target}, of the later {there}")
-            if there in CONDUCTORS and here != "cli":
+            elif there in CONDUCTORS and here != "cli":
                 problems.append(f"{module} ({here}) imports {target}: nothing calls back up")
+            elif STAGES.index(there) > STAGES.index(here) and here not in CONDUCTORS:
+                problems.append(f"{module} ({here}) imports {target}, of the later {there}")
     return problems
 
 

@@ -98,21 +98,11 @@ def connect(
     return Fleet(workers, {f.url: f for f in facts})
 
 
-@dataclass(frozen=True)
 class A1111:
-    """AUTOMATIC1111 v1.x and the forks that keep its API (Forge, SD.Next)."""
+    """`backends.base.Backend` for AUTOMATIC1111 v1.x and the forks that keep its API."""
 
-    name: str = "a1111"
-
-    def connect(
-        self,
-        job: Job,
-        *,
-        auth: tuple[str, str] | None,
-        preflight: bool,
-        environ: Mapping[str, str],
-    ) -> Fleet:
-        return connect(job, auth=auth, preflight=preflight, environ=environ)
+    name = "a1111"
+    connect = staticmethod(connect)
 
 
 BACKEND = A1111()
