@@ -117,7 +117,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     run = dataclasses.replace(run, rng_seed=plan.rng_seed)
     console.info(f"{_describe(plan)}, writing to {out_dir}")
     connection = _connect(job, args, preflight=not args.no_preflight)
-    console.info(f"preflight passed: {connection.describe()}")
+    checked = "passed" if connection.checked else "skipped"
+    console.info(f"preflight {checked}: {connection.describe()}")
     result = run_job(
         plan,
         out_dir,

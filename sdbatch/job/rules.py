@@ -125,6 +125,7 @@ def check_rules(
     problems = list(_prompt_rules(data, prompt_fields, positions, earlier))
     problems += _seed_rules(data, positions)
     problems += _field_rules(data, positions)
+    problems += _hires_rules(data, positions)
     problems += _template_rules(data, prompt_fields, positions, names or {})
     return problems
 
@@ -201,6 +202,40 @@ def _field_rules(data: Mapping[str, Any], positions: Positions) -> Iterator[Prob
         else:
             continue
         yield positions.problem(("extra_fields", key), message, key=True)
+
+
+HIRES_MESSAGE = (
+    "enable_hr needs a denoising_strength (e.g. 0.5) for every image it applies to: without "
+    "one the webui fails with a TypeError"
+)
+
+
+def _hires_rules(data: Mapping[str, Any], positions: Positions) -> Iterator[Problem]:
+    """`enable_hr: true` with no denoising_strength is a 500 on every attempt (OBSERVED 7)."""
+
+    def given(layer: Mapping[str, Any]) -> bool:
+        return layer.get("denoising_strength") is not None
+
+    defaults = _dict(data.get("defaults"))
+    axes = {**_dict(data.get("grid")), **_dict(data.get("zip"))}
+    strengths = axes.get("denoising_strength")
+    everywhere = given(defaults) or (
+        isinstance(strengths, list) and bool(strengths) and None not in strengths
+    )
+    if everywhere:
+        return
+    items = data.get("prompts")
+    prompts = [_dict(p) for p in items] if isinstance(items, list) else []
+    every_prompt = bool(prompts) and all(given(p) for p in prompts)
+    if defaults.get("enable_hr") is True and not every_prompt:
+        yield positions.problem(("defaults", "enable_hr"), HIRES_MESSAGE)
+    for section in ("grid", "zip"):
+        values = _dict(data.get(section)).get("enable_hr")
+        if isinstance(values, list) and True in values and not every_prompt:
+            yield positions.problem((section, "enable_hr", values.index(True)), HIRES_MESSAGE)
+    for i, prompt in enumerate(prompts):
+        if prompt.get("enable_hr") is True and not given(prompt):
+            yield positions.problem(("prompts", i, "enable_hr"), HIRES_MESSAGE)
 
 
 def _template_rules(

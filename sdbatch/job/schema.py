@@ -67,6 +67,19 @@ def field_kind(name: str) -> str | None:
     return next((t for t in ("integer", "number") if t in types), None)
 
 
+def value_problem(name: str, value: Any) -> str | None:
+    """What is wrong with `value` for txt2img field `name`, in the schema's own words; for the
+    values a range expands to, which the schema never sees."""
+    field = txt2img_fields().get(name)
+    if field is None:
+        return None
+    error = best_match(_validator().evolve(schema=field).iter_errors(value))
+    if error is None:
+        return None
+    custom = field.get("errorMessage", {}).get(str(error.validator))
+    return _fill(custom, error) if custom else error.message
+
+
 def json_path(path: JsonPath) -> str:
     """`$.grid.steps[1]`, the same spelling as `ValidationError.json_path`."""
     text = "$"
@@ -192,10 +205,21 @@ def _to_problems(error: ValidationError, positions: Positions) -> list[Problem]:
         ]
     schema = error.schema if isinstance(error.schema, dict) else {}
     custom = schema.get("errorMessage", {}).get(str(error.validator))
-    message = custom.replace("{instance}", repr(error.instance)) if custom else error.message
+    message = _fill(custom, error) if custom else error.message
     if error.validator in ("type", "anyOf", "oneOf") and _accepts_string(schema):
         message += _unquoted_hint(error.instance, positions.node(path))
     return [positions.problem(path, message)]
+
+
+def _fill(template: str, error: ValidationError) -> str:
+    """An `errorMessage` with the offending value, and for `multipleOf` the two nearest
+    values that would pass, so the message can say the fix."""
+    text = template.replace("{instance}", repr(error.instance))
+    step: Any = error.validator_value
+    if error.validator == "multipleOf" and isinstance(error.instance, int | float):
+        below = int(error.instance // step * step)
+        text = text.replace("{below}", str(below)).replace("{above}", str(below + int(step)))
+    return text
 
 
 def _declared_keys(schema: Any) -> set[str]:

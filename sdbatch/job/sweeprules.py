@@ -18,7 +18,14 @@ from typing import Any
 from sdbatch.errors import Problem
 from sdbatch.job.axes import RangeError, expand_axis
 from sdbatch.job.rules import PLAN_SAMPLES
-from sdbatch.job.schema import SHORTCUTS, Positions, did_you_mean, field_kind, txt2img_fields
+from sdbatch.job.schema import (
+    SHORTCUTS,
+    Positions,
+    did_you_mean,
+    field_kind,
+    txt2img_fields,
+    value_problem,
+)
 from sdbatch.job.templates import TEMPLATE_FIELDS, Template, TemplateError, parse_template
 
 VARIANT_KEY = re.compile(r"variant_\d+")
@@ -75,6 +82,12 @@ def _axes(
             if not isinstance(values, (list, tuple)):
                 continue  # a schema problem
             axes[name] = tuple(values)
+            if kind and not isinstance(spec, list):  # a range: check what it expands to
+                for value in values:
+                    if (bad := value_problem(name, value)) is not None:
+                        message = f"{bad} (the range gives {value!r})"
+                        problems.append(positions.problem((section, name), message))
+                        break
             first: dict[str, int] = {}
             for i, value in enumerate(values):
                 if _key(value) in first:

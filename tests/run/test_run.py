@@ -58,7 +58,8 @@ def test_cats_job_writes_one_image_per_seed(
         assert row["payload"]["seed"] == row["seed"]
         assert row["server_version"] == "v1.10.1" and row["sd_model_hash"]
     assert f"{len(seeds)} images saved, 0 already done" in result.err
-    # Exactly the original script's request, plus the seed sdbatch fixed.
+    # Exactly the original script's request, plus the seed sdbatch fixed and the checkpoint
+    # the webui had loaded, so the row does not depend on what the webui runs later.
     sent = [r.body for r in webui.requests if r.path == "/sdapi/v1/txt2img"]
     assert len(sent) == len(seeds)
     assert min(sent, key=lambda body: body["seed"]) == {
@@ -69,6 +70,8 @@ def test_cats_job_writes_one_image_per_seed(
         "scheduler": "Karras",
         "prompt": job.prompts[0].text,
         "seed": seeds[0],
+        "override_settings": {"sd_model_checkpoint": webui.catalog.checkpoints[0].title},
+        "override_settings_restore_afterwards": False,
     }
 
 

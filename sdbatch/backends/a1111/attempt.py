@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from sdbatch.backends.a1111.oom import batch_size, is_out_of_memory
-from sdbatch.backends.a1111.responses import server_message
+from sdbatch.backends.a1111.responses import error_class, server_message
 from sdbatch.backends.a1111.wait import webui_busy
 
 log = logging.getLogger("sdbatch")
@@ -46,6 +46,43 @@ class OutOfMemory(Transient):
 
 class Permanent(Exception):
     """The server rejected the payload itself (4xx); sending it again cannot help."""
+
+
+class NotANumber(Transient):
+    """NansException: the model made NaNs. Usually every time; tried once more at most."""
+
+
+# 500s whose Python exception says the payload itself breaks the webui: every retry fails the
+# same way (OBSERVED 7), so each is sent once and recorded with what to change.
+_DETERMINISTIC: dict[str, str] = {
+    "ZeroDivisionError": "steps must be 1 or more",
+    "TypeError": "a field the webui needs is null or of the wrong kind",
+    "AssertionError": "the webui refused a value of this payload (a null prompt, or a sampler "
+    "name it does not have)",
+    "KeyError": "override_settings names an option this webui does not have",
+    "IndexError": "a value of this payload is out of the webui's range",
+    "ValueError": "a value of this payload is one the webui cannot use",
+    "AttributeError": "the webui cannot use a value of this payload",
+    "NotImplementedError": "the webui cannot do this combination of settings",
+}
+NAN_HINT = (
+    "the model produced NaNs: this checkpoint (or its VAE) cannot make this image; try another "
+    "checkpoint or VAE, or start the webui with --no-half"
+)
+
+
+def deterministic_hint(error: str | None, message: str, payload: Mapping[str, Any]) -> str | None:
+    """What to change, when the webui's exception class `error` fails the same way on every
+    attempt; None when another attempt may succeed."""
+    if error == "Exception" and "could not find upscaler" in message:
+        return "hr_upscaler names an upscaler this webui does not have (GET /sdapi/v1/upscalers)"
+    if (
+        error == "TypeError"
+        and payload.get("enable_hr")
+        and payload.get("denoising_strength") is None
+    ):
+        return "enable_hr needs a denoising_strength"
+    return _DETERMINISTIC.get(error or "")
 
 
 @dataclass
@@ -145,5 +182,11 @@ def post_once(
         )
         raise OutOfMemory(message, reached=True)
     if response.status_code >= 500:
+        error = error_class(response)
+        if error == "NansException":
+            raise NotANumber(f"{message} ({NAN_HINT})", reached=True)
+        hint = deterministic_hint(error, message, payload)
+        if hint is not None:
+            raise Permanent(f"{message} ({hint}; not retried: it fails the same way every time)")
         raise Transient(message, reached=True)
     raise Permanent(message)

@@ -13,9 +13,11 @@ job can send is checked here, each at its `file:line:col`, all raised at once (e
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from sdbatch.backends.a1111.facts import ServerFacts, inspect_server
 from sdbatch.backends.a1111.names import (
@@ -25,12 +27,14 @@ from sdbatch.backends.a1111.names import (
     SDNEXT_SIGMAS,
     label_index,
 )
-from sdbatch.backends.a1111.translation import API_DEFAULT_SAMPLER, Translation
+from sdbatch.backends.a1111.translation import API_DEFAULT_SAMPLER, CHECKPOINT_SETTING, Translation
 from sdbatch.errors import JobValidationError, Problem
 from sdbatch.job.loader import Job
 from sdbatch.job.positions import locate
 from sdbatch.job.schema import json_path
 from sdbatch.job.values import CHECKPOINT, Found, combos, occurrences
+
+log = logging.getLogger("sdbatch")
 
 __all__ = ["ServerFacts", "Translation", "check_all", "inspect_server", "preflight"]
 
@@ -58,6 +62,7 @@ class _Check:
     schedulers: dict[str, str] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
     combined: dict[tuple[str, str], str] = field(default_factory=dict)
+    split: dict[str, str] = field(default_factory=dict)  # legacy name -> its schedule label
 
     def problem(self, found: Found, message: str) -> None:
         line, col = locate(self.job.positions, found.path)
@@ -76,17 +81,36 @@ class _Check:
             if name is not None:
                 self.samplers[value] = name
                 continue
-            base, _, suffix = value.rpartition(" ")
-            if facts.has_scheduler_field and suffix in labels and facts.sampler(base):
-                self.problem(
-                    found,
-                    f"{value!r} is an old combined name that {facts.url} does not take: write "
-                    f"{found.field}: {facts.sampler(base)!r} and the schedule "
-                    f"{labels[suffix]!r} as {found.field.replace('sampler_name', 'scheduler')}",
-                )
+            base, label = self._split(value, labels)
+            if base is not None and label is not None:
+                # v1.10 splits "DPM++ 2M Karras" itself (OBSERVED 6); sdbatch sends the two
+                # halves, which every webui with a scheduler field takes and the post-check
+                # can compare with what it reports.
+                if value not in self.split:
+                    log.info(
+                        "%s: the old combined name %r is sent as %r with scheduler %r",
+                        found.field,
+                        value,
+                        base,
+                        label,
+                    )
+                self.samplers[value] = base
+                self.split[value] = label
                 continue
             hint = _hint(value, facts.sampler_names)
             self.problem(found, f"unknown sampler {value!r} on {facts.url}{hint}")
+
+    def _split(self, value: str, labels: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """A legacy combined name as (sampler, schedule label), on a webui that has a
+        scheduler field and both halves; (None, None) otherwise."""
+        if not self.facts.has_scheduler_field:
+            return None, None
+        for label in sorted(labels, key=len, reverse=True):  # "SGM Uniform" before "Uniform"
+            if value.endswith(" " + label):
+                base = self.facts.sampler(value[: -len(label) - 1])
+                if base is not None:
+                    return base, labels[label]
+        return None, None
 
     def scheduler_names(self) -> None:
         facts, labels = self.facts, label_index(self.facts.schedulers)
@@ -176,12 +200,44 @@ class _Check:
                 hint = _hint(found.value, known)
                 self.problem(found, f"unknown upscaler {found.value!r} on {self.facts.url}{hint}")
 
-    def run(self) -> Translation:
+    def pinned(self, source: ServerFacts) -> dict[str, Any]:
+        """The options every payload sends (unless it sets its own): the checkpoint, and each
+        option some payload overrides, at `source`'s values when the run began. So no payload
+        depends on what ran before it (v1.10 keeps overrides for later requests, OBSERVED 1),
+        and each manifest row says in full what made its image."""
+        keys = {
+            key
+            for found in occurrences(self.job, "override_settings")
+            if isinstance(found.value, Mapping)
+            for key in found.value
+        }
+        if occurrences(self.job, "vae"):
+            keys.add("sd_vae")
+        pinned = {k: source.options[k] for k in sorted(keys) if k in source.options}
+        current = source.current_checkpoint
+        if current is not None:
+            pinned[CHECKPOINT_SETTING] = current
+            if source is not self.facts and self.facts.checkpoint(current) is None:
+                self.problems.append(
+                    Problem(
+                        self.job.file or str(self.job.path),
+                        1,
+                        1,
+                        "$",
+                        f"the job names no checkpoint, so it runs on {current!r} (loaded on "
+                        f"{source.url}), which {self.facts.url} does not have: set "
+                        "defaults.checkpoint",
+                    )
+                )
+        return pinned
+
+    def run(self, source: ServerFacts | None = None) -> Translation:
         self.sampler_names()
         self.scheduler_names()
         self.checkpoint_names()
         self.upscaler_names()
         facts = self.facts
+        pinned = self.pinned(source or facts)
         mode = "field" if facts.has_scheduler_field else "sigma"
         if facts.flavour != "sdnext" and not facts.has_scheduler_field:
             mode = "legacy"
@@ -193,6 +249,8 @@ class _Check:
             schedulers=MappingProxyType(self.schedulers),
             checkpoints=MappingProxyType(self.checkpoints),
             combined=MappingProxyType(self.combined),
+            split=MappingProxyType(self.split),
+            pinned=MappingProxyType(pinned),
         )
 
 
@@ -214,7 +272,8 @@ def check_all(job: Job, facts_list: Sequence[ServerFacts]) -> list[Translation]:
     translations = []
     for facts in facts_list:
         check = _Check(job, facts, [o for o in facts_list if o is not facts])
-        translations.append(check.run())
+        # One set of pinned values for all webuis: a payload is the same wherever it runs.
+        translations.append(check.run(facts_list[0]))
         problems += check.problems
     if problems:
         raise JobValidationError(list(dict.fromkeys(problems)))

@@ -40,6 +40,16 @@ def server_message(response: requests.Response) -> str:
     return f"HTTP {response.status_code}: {body}"  # SD.Next answers a TypeError with a bare string
 
 
+def error_class(response: requests.Response) -> str | None:
+    """The Python exception class the webui names in a 500 body (`{"error": "TypeError"}`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
+
+
 def decode(response: Response) -> list[GeneratedImage]:
     """Apply the response contract: `info` is a JSON string, and the real images are
     `images[index_of_first_image : index_of_first_image + batch_size*n_iter]` (a grid may sit

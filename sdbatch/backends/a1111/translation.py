@@ -32,24 +32,37 @@ class Translation:
     schedulers: Mapping[str, str] = field(default_factory=_frozen)  # as written -> label
     checkpoints: Mapping[str, str] = field(default_factory=_frozen)  # any alias -> title
     combined: Mapping[tuple[str, str], str] = field(default_factory=_frozen)  # legacy names
+    split: Mapping[str, str] = field(default_factory=_frozen)  # legacy name -> schedule label
+    # Options every payload sends unless it sets its own (preflight's `pinned`).
+    pinned: Mapping[str, Any] = field(default_factory=_frozen)
 
     def apply(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """What is actually sent for `payload`: server spellings of samplers and checkpoints,
         the schedule in this server's dialect, and no field the server would silently drop."""
         out = dict(payload)
-        for key in ("sampler_name", "hr_sampler_name"):
+        for key, schedule_key in (
+            ("sampler_name", "scheduler"),
+            ("hr_sampler_name", "hr_scheduler"),
+        ):
             value = out.get(key)
             if key == "hr_sampler_name" and value in SAME_SAMPLER:
                 # A1111 would assert on the UI's sentinel after the first pass; null means same.
                 del out[key]
             elif isinstance(value, str):
                 out[key] = self.samplers.get(value, value)
+                # As the webui does: the name's schedule only when no scheduler is given.
+                if value in self.split and not out.get(schedule_key):
+                    out[schedule_key] = self.split[value]
         sampler = out.get("sampler_name") or API_DEFAULT_SAMPLER  # before any folding
         self._schedule(out, "scheduler", "sampler_name", sampler)
         self._schedule(
             out, "hr_scheduler", "hr_sampler_name", out.get("hr_sampler_name") or sampler
         )
         settings = out.get("override_settings")
+        if self.pinned:
+            own = settings if isinstance(settings, Mapping) else {}
+            settings = {**self.pinned, **{k: v for k, v in own.items() if v is not None}}
+            out["override_settings"] = settings
         if isinstance(settings, Mapping) and settings.get(CHECKPOINT_SETTING) is not None:
             written = settings[CHECKPOINT_SETTING]
             title = self.checkpoints.get(written, written)

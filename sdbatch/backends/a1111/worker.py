@@ -24,6 +24,7 @@ import tenacity
 
 from sdbatch.backends.a1111.attempt import (
     Gate,
+    NotANumber,
     OutOfMemory,
     Permanent,
     Tally,
@@ -46,6 +47,8 @@ INTERRUPT_TIMEOUT = 5.0
 # Exponential backoff with jitter between attempts, in seconds.
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 60.0
+# A model can make NaNs only now and then (a random seed's bad luck); a second NaN is final.
+NAN_RETRIES = 1
 
 
 class Worker:
@@ -100,11 +103,13 @@ class Worker:
         """One payload with retries. An out-of-memory error of a splittable batch is raised at
         once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries."""
         splittable = batch_size(payload) > 1
-        ooms = others = 0
+        ooms = others = nans = 0
 
         def retry(exc: BaseException) -> bool:
             if isinstance(exc, OutOfMemory):
                 return not splittable and ooms <= OOM_RETRIES
+            if isinstance(exc, NotANumber):
+                return nans <= NAN_RETRIES
             return isinstance(exc, Transient) and others <= self.server.retries
 
         retrying = tenacity.Retrying(
@@ -128,6 +133,9 @@ class Worker:
                     )
                 except OutOfMemory:
                     ooms += 1
+                    raise
+                except NotANumber:
+                    nans += 1
                     raise
                 except Transient:
                     others += 1

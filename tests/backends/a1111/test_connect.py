@@ -160,7 +160,7 @@ def _many(tmp_path: Path, servers: list[MockWebui], count: int) -> Path:
         server={"urls": [s.url for s in servers], "retries": 1, "timeout": 30},
         prompts=["a cat", "a dog"],
         seeds={"start": 1, "count": count // 2},
-        defaults={"steps": 2, "width": 32, "height": 32},
+        defaults={"steps": 2, "width": 64, "height": 64},
     )
 
 
@@ -262,7 +262,7 @@ def test_check_command(run_cli: RunCli, webui: MockWebui) -> None:
 
 
 def test_terminal_progress_shows_the_sampling_step(tmp_path: Path) -> None:
-    job = write_job(tmp_path, seeds=[1], defaults={"steps": 15, "width": 32, "height": 32})
+    job = write_job(tmp_path, seeds=[1], defaults={"steps": 15, "width": 64, "height": 64})
     err = io.StringIO()
     with MockWebui(step_delay=0.15) as server:  # one image, 2.25 s: the bar polls once a second
         code = main(

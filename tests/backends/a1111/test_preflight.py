@@ -122,9 +122,12 @@ def test_cats_passes_everywhere_with_the_intended_schedule(
             k: sent[k] for k in ("sampler_name", "scheduler", "schedulers_sigma") if k in sent
         }
         assert schedule == expected
-        assert {k: v for k, v in sent.items() if k not in schedule} == {
+        pinned = ("override_settings", "override_settings_restore_afterwards")
+        assert {k: v for k, v in sent.items() if k not in (*schedule, *pinned)} == {
             k: v for k, v in item.payload.items() if k not in ("sampler_name", "scheduler")
         }
+        # cats names no checkpoint: each payload names the one the webui had loaded.
+        assert sent["override_settings"] == {"sd_model_checkpoint": facts.current_checkpoint}
 
 
 def test_checkpoint_aliases_become_the_title(tmp_path: Path, v110: ServerFacts) -> None:
@@ -145,9 +148,43 @@ def test_checkpoint_aliases_become_the_title(tmp_path: Path, v110: ServerFacts) 
     assert all(s["hr_checkpoint_name"] == V15 for s in sent)
 
 
-def test_no_checkpoint_leaves_the_restore_flag_alone(v110: ServerFacts) -> None:
-    sent = preflight(CATS, v110).apply(next(iter(build_plan(CATS))).payload)
-    assert "override_settings_restore_afterwards" not in sent
+def test_a_job_without_a_checkpoint_pins_the_one_loaded_at_preflight(
+    webui: MockWebui, v110: ServerFacts
+) -> None:
+    translation = preflight(CATS, v110)
+    # Another client (or an earlier job) switches the model after the preflight.
+    requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_model_checkpoint": "dreamshaper_8"})
+    sent = translation.apply(next(iter(build_plan(CATS))).payload)
+    assert sent["override_settings"] == {"sd_model_checkpoint": V15}
+    assert sent["override_settings_restore_afterwards"] is False
+
+
+def test_every_overridden_option_is_sent_by_every_payload(
+    tmp_path: Path, v110: ServerFacts
+) -> None:
+    job = write_job(
+        tmp_path,
+        "seeds: [1]\nprompts:\n"
+        "  - {prompt: a cat, override_settings: {CLIP_stop_at_last_layers: 2}}\n"
+        "  - a dog\n",
+    )
+    sent = [preflight(job, v110).apply(item.payload) for item in build_plan(job)]
+    settings = {s["prompt"]: s["override_settings"] for s in sent}
+    assert settings == {
+        "a cat": {"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": V15},
+        # The server's value when the run began, not whatever the first payload left behind.
+        "a dog": {"CLIP_stop_at_last_layers": 1.0, "sd_model_checkpoint": V15},
+    }
+
+
+def test_the_pinned_checkpoint_must_be_on_every_webui(tmp_path: Path) -> None:
+    other = Catalog(checkpoints=Catalog().checkpoints[1:])
+    with MockWebui() as first, MockWebui(catalog=other) as second:
+        facts = [facts_of(first), facts_of(second)]
+    with pytest.raises(JobValidationError) as err:
+        check_all(CATS, facts)
+    (problem,) = err.value.problems
+    assert f"which {facts[1].url} does not have: set defaults.checkpoint" in problem.message
 
 
 def test_aliases_and_sentinels_are_spelled_for_the_server(
@@ -164,13 +201,31 @@ def test_aliases_and_sentinels_are_spelled_for_the_server(
         "scheduler": "SGM Uniform",
         "prompt": "a cat",
         "seed": 1,
+        "override_settings": {"sd_model_checkpoint": V15},
+        "override_settings_restore_afterwards": False,
     }
 
 
-def test_old_combined_name_on_a_scheduler_server(tmp_path: Path, v110: ServerFacts) -> None:
-    job = write_job(tmp_path, "prompts: [a cat]\ndefaults: {sampler_name: DPM++ 2M Karras}\n")
-    with pytest.raises(JobValidationError, match="old combined name"):
-        preflight(job, v110)
+@pytest.mark.parametrize(
+    ("scheduler", "expected"),
+    [("", "Karras"), ("scheduler: Exponential, ", "Exponential")],
+)
+def test_old_combined_name_on_a_scheduler_server_is_split(
+    tmp_path: Path, v110: ServerFacts, scheduler: str, expected: str
+) -> None:
+    # As v1.10 does itself: the name's schedule only when the payload names none.
+    job = write_job(
+        tmp_path,
+        f"prompts: [a cat]\ndefaults: {{{scheduler}sampler_name: DPM++ 2M Karras}}\n",
+    )
+    sent = preflight(job, v110).apply(next(iter(build_plan(job))).payload)
+    assert (sent["sampler_name"], sent["scheduler"]) == ("DPM++ 2M", expected)
+
+
+def test_a_combined_name_with_a_two_word_schedule(tmp_path: Path, v110: ServerFacts) -> None:
+    job = write_job(tmp_path, "prompts: [a cat]\ndefaults: {sampler_name: Euler SGM Uniform}\n")
+    sent = preflight(job, v110).apply(next(iter(build_plan(job))).payload)
+    assert (sent["sampler_name"], sent["scheduler"]) == ("Euler", "SGM Uniform")
 
 
 def test_legacy_server_without_the_combined_name(tmp_path: Path) -> None:
