@@ -25,7 +25,14 @@ from sdbatch.job.loader import Job
 from sdbatch.plan.expand import PlannedPayload
 
 # What every backend's decode reports an image was made with, and the manifest records.
-USED_FIELDS = ("sampler_name", "scheduler", "sd_model_name", "sd_model_hash", "server_version")
+USED_FIELDS = (
+    "sampler_name",
+    "scheduler",
+    "sd_model_name",
+    "sd_model_hash",
+    "server_version",
+    "parameters",  # every generation parameter the server reports, by its own names
+)
 
 
 class DecodeError(Exception):

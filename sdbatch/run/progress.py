@@ -77,7 +77,7 @@ class Progress:
         self.per_server[row.get("server") or "?"] += 1
         if row["status"] == "mismatch":
             self.mismatched_rows.append(row)
-            self._say(f"{row['file']}: the webui did not make what was asked: {row['mismatch']}")
+            self._say(f"{row['file']}: the webui did not make what was asked: {_words(row)}")
         if self._bar is not None:
             self._bar.update(1)
             return
@@ -108,3 +108,16 @@ class Progress:
         self.closed = True
         if self._bar is not None:
             self._bar.close()
+
+
+def _words(row: Mapping[str, Any]) -> str:
+    """Each difference as [asked, got] or, where the backend put it in words, its note."""
+    parts = []
+    for key, diff in (row.get("mismatch") or {}).items():
+        if isinstance(diff, list) and len(diff) > 2:
+            parts.append(str(diff[2]))
+        elif isinstance(diff, list) and len(diff) == 2:
+            parts.append(f"{key}: asked {diff[0]!r}, got {diff[1]!r}")
+        else:
+            parts.append(f"{key}: {diff!r}")
+    return "; ".join(parts)

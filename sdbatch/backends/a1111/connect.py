@@ -18,7 +18,7 @@ from typing import Any
 
 from sdbatch.backends.a1111.postcheck import compare
 from sdbatch.backends.a1111.preflight import ServerFacts, Translation, check_all, inspect_server
-from sdbatch.backends.a1111.responses import decode
+from sdbatch.backends.a1111.responses import decode, image_size
 from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Response
@@ -45,7 +45,14 @@ class Fleet:
 
     def postcheck(self, url: str, image: GeneratedImage) -> Mapping[str, list[Any]]:
         """What the webui says it used for this image, against what it was asked."""
-        return compare(image.payload, image.info, image.infotext, self.facts.get(url))
+        return compare(
+            image.payload,
+            image.info,
+            image.infotext,
+            self.facts.get(url),
+            png_size=image_size(image.data),
+            seed=image.seed,
+        )
 
     def describe(self) -> str:
         parts = []

@@ -6,8 +6,9 @@ result), the response's decoded `info` and that image's infotext, and marks the 
 `mismatch` with the differences. Why: v1.10 silently swaps an unknown sampler for "DPM++ 2M"
 and an unknown scheduler for Automatic, and ignores an unknown checkpoint (a1111-api.md §3, §7).
 
-Only fields that were sent are compared: sampler, schedule (A1111's `scheduler`, SD.Next's
-`schedulers_sigma`), checkpoint, width/height, steps, cfg_scale. Both sides of a schedule
+Here: sampler, schedule (A1111's `scheduler`, SD.Next's `schedulers_sigma`), checkpoint,
+width/height, steps, cfg_scale, as far as they were sent; `paramcheck` judges every other
+parameter of the infotext and the PNG's own size. Both sides of a schedule
 mean the sampler's default when Automatic: v1.10 records "Schedule type: Karras" for
 "DPM++ 2M" + Automatic and turns a requested default back into Automatic, neither of which is
 a change. A legacy combined name ("DPM++ 2M Karras") matches its v1.10 split report.
@@ -24,6 +25,7 @@ from typing import Any
 from sdbatch.backends.a1111.facts import ServerFacts
 from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.a1111.names import AUTOMATIC, SDNEXT_SIGMA_FIELD, V110_DEFAULTS, schedule_key
+from sdbatch.backends.a1111.paramcheck import check_params
 
 CHECKPOINT_SETTING = "sd_model_checkpoint"  # the key of the difference, as the webui names it
 _TITLE = re.compile(r"^(?P<name>.*?)(?: \[(?P<hash>[0-9a-fA-F]{8,64})\])?$")
@@ -34,6 +36,9 @@ def compare(
     info: Mapping[str, Any],
     infotext: str | None,
     facts: ServerFacts | None = None,
+    *,
+    png_size: tuple[int, int] | None = None,
+    seed: int | None = None,
 ) -> dict[str, list[Any]]:
     params = parse_infotext(infotext)
     extra = info.get("extra_generation_params")
@@ -94,6 +99,9 @@ def compare(
         and not _num_eq(sent["cfg_scale"], got)
     ):
         diffs["cfg_scale"] = [sent["cfg_scale"], got]
+    # Everything else the webui reports, and the size of the PNG itself.
+    for key, diff in check_params(sent, params, png_size=png_size, seed=seed).items():
+        diffs.setdefault(key, diff)
     return diffs
 
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import requests
+from PIL import Image
 
+from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.base import DecodeError, GeneratedImage, Response
+
+_PROMPTS = ("Prompt", "Negative prompt")  # in the payload already
 
 
 def server_message(response: requests.Response) -> str:
@@ -38,6 +43,15 @@ def server_message(response: requests.Response) -> str:
         text = f"{kind}: {words}" if kind and words else str(kind or words)
         return f"HTTP {response.status_code}: {text or response.reason}"
     return f"HTTP {response.status_code}: {body}"  # SD.Next answers a TypeError with a bare string
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """The pixel size from the image's header, None when it is no image Pillow knows."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except (OSError, ValueError):
+        return None
 
 
 def error_class(response: requests.Response) -> str | None:
@@ -79,7 +93,11 @@ def decode(response: Response) -> list[GeneratedImage]:
         seed = int(seeds[i]) if i < len(seeds) else int(sent["seed"]) + i
         # infotexts run parallel to `images`, the grid's included.
         text = infotexts[first + i] if first + i < len(infotexts) else None
-        image = GeneratedImage(response.first_image + i, data, seed, sent, info, text, used)
+        # The row keeps every parameter the webui reports, so it alone says what made it.
+        params = {k: v for k, v in parse_infotext(text).items() if k not in _PROMPTS}
+        image = GeneratedImage(
+            response.first_image + i, data, seed, sent, info, text, {**used, "parameters": params}
+        )
         result.append(image)
     return result
 

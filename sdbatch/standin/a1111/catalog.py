@@ -52,6 +52,7 @@ class Scheduler:
 class Checkpoint:
     filename: str  # basename, e.g. "v1-5-pruned-emaonly.safetensors"
     sha256: str
+    nan: bool = False  # a broken model: every txt2img on it fails with NansException
 
     @property
     def model_name(self) -> str:
@@ -209,6 +210,7 @@ class Catalog:
             "sd_checkpoint_hash": self.checkpoints[0].sha256,
             "sd_vae": "Automatic",
             "CLIP_stop_at_last_layers": 1.0,
+            "eta_noise_seed_delta": 0.0,
             "return_grid": True,
             "grid_only_if_multiple": True,
             "enable_pnginfo": True,
@@ -225,3 +227,24 @@ class Catalog:
             "add_version_to_infotext": True,
             "latent_upscale_default_mode": "Latent",
         }
+
+
+# The checkpoints `../shared/real-webui/setup-a1111.sh` makes, with their real hashes, so the
+# stand-in can stand where the real webui stood in a conformance run (`--catalog tiny`).
+TINY = Catalog(
+    version="v1.10.1",
+    checkpoints=(
+        Checkpoint(
+            "tinyC.safetensors", "587597b8f42c50369c4beb92f8ad20b6925b496386fdf84f4fca5bcd4eca07bd"
+        ),
+        Checkpoint(
+            "tinyD.safetensors", "4477fbf420a1d1309fc14f1cd4f8142fc2e132bbcf59aeeeb1f27f0894df02e1"
+        ),
+        Checkpoint(
+            "tinyNaN.safetensors",
+            "43917388e3559b2d8a01e41fb87d52fc407d865a1c289fd7f25426dd24092674",
+            nan=True,
+        ),
+    ),
+)
+CATALOGS = {"default": Catalog(), "tiny": TINY}

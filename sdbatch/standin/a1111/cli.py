@@ -11,6 +11,7 @@ import threading
 from typing import TextIO
 
 from sdbatch.standin.a1111.behaviours import NAMES
+from sdbatch.standin.a1111.catalog import CATALOGS
 from sdbatch.standin.a1111.images import FORMATS
 from sdbatch.standin.a1111.webui import MockWebui
 
@@ -73,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sd_model_checkpoint, steps, cfg_scale, width, height); repeatable",
     )
     parser.add_argument(
+        "--catalog",
+        choices=sorted(CATALOGS),
+        default="default",
+        help="the installed models: default (v1-5, sdxl, dreamshaper) or tiny (tinyC, tinyD and "
+        "tinyNaN, as ../shared/real-webui sets up the real webui)",
+    )
+    parser.add_argument(
         "--model-load-delay",
         type=float,
         default=0.0,
@@ -115,6 +123,7 @@ def run(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None =
         behaviour=args.behaviour,
         substitute=_parse_substitute(args.substitute),
         model_load_delay=args.model_load_delay,
+        catalog=None if args.catalog == "default" else CATALOGS[args.catalog],
     )
     if args.fail_rate or args.reset_rate:
         server.inject(fail_rate=args.fail_rate, reset_rate=args.reset_rate)

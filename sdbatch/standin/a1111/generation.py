@@ -34,20 +34,6 @@ def check_scripts(req: Mapping[str, Any], catalog: Catalog) -> None:
             raise http_exception(422, f"always on script {title} not found")
 
 
-def apply_overrides(
-    options: Mapping[str, Any], overrides: Mapping[str, Any] | None, catalog: Catalog
-) -> tuple[dict[str, Any], Checkpoint]:
-    """Options for this job and the checkpoint it runs on; unknown keys are a 500 KeyError and
-    an unknown checkpoint is silently the configured one (process_images)."""
-    opts = dict(options)
-    for key, value in (overrides or {}).items():
-        if key not in opts:
-            raise webui_exception("KeyError", repr(key))
-        opts[key] = value
-    loaded = catalog.checkpoint(str(options["sd_model_checkpoint"])) or catalog.checkpoints[0]
-    return opts, catalog.checkpoint(str(opts["sd_model_checkpoint"])) or loaded
-
-
 def fixed_seed(seed: int | None, rng: random.Random) -> int:
     return rng.randrange(MAX_SEED) if seed is None or seed == -1 else seed
 
@@ -104,6 +90,9 @@ def plan_job(
     size = (req["width"], req["height"])
     if req["enable_hr"]:
         size = _hires(req, behaviour.catalog, extra)
+    # The latent is size // 8: a width of 65 gives a 64-pixel image, while info and the
+    # infotext still say 65 (OBSERVED 5).
+    size = (size[0] // 8 * 8, size[1] // 8 * 8)
     return Job(
         req,
         opts,
@@ -142,6 +131,14 @@ def _hires(req: Mapping[str, Any], catalog: Catalog, extra: dict[str, Any]) -> t
     return size
 
 
+def _ensd(job: Job) -> Any:
+    """The eta noise seed delta, recorded only for a sampler that uses it."""
+    delta = job.opts.get("eta_noise_seed_delta") or 0
+    sampler = job.behaviour.catalog.sampler(job.sampler)
+    uses = sampler is not None and dict(sampler.options).get("uses_ensd") == "True"
+    return int(delta) if delta and uses else None
+
+
 def _quote(value: Any) -> Any:
     text = str(value)
     if "," not in text and "\n" not in text and ":" not in text:
@@ -169,6 +166,7 @@ def infotext(job: Job, index: int) -> str:
         "Seed resize from": (f"{resize_w}x{resize_h}" if resize_w > 0 and resize_h > 0 else None),
         "Denoising strength": job.extra.get("Denoising strength"),
         "Clip skip": job.clip_skip if job.clip_skip > 1 else None,
+        "ENSD": _ensd(job),
         "Tiling": "True" if req["tiling"] else None,
         **{k: v for k, v in job.extra.items() if k not in ("Schedule type", "Denoising strength")},
         "Version": job.version if opts["add_version_to_infotext"] else None,

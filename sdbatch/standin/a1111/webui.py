@@ -24,6 +24,10 @@ from sdbatch.standin.a1111.substitution import Substitution
 
 # Bigger images would only exhaust the test machine; the webui would run out of VRAM too.
 MAX_PIXELS = 4096 * 4096
+NANS_MESSAGE = (
+    "A tensor with NaNs was produced in Unet. Use --disable-nan-check commandline argument to "
+    "disable this check."
+)
 
 
 class MockWebui(Observation):
@@ -71,6 +75,9 @@ class MockWebui(Observation):
         self._loaded: Checkpoint = self.catalog.checkpoints[0]
         self._model_loads = 0
         self._options_lock = threading.Lock()
+        # opts.data: the keys config.json holds (the start script writes only the checkpoint)
+        # plus every key set since; only these are restored after an override.
+        self._data_keys = {"sd_model_checkpoint"}
         self.queue_lock = FifoLock()
         self.state = JobState(clock)
         self.recorder = Recorder()
@@ -140,10 +147,12 @@ class MockWebui(Observation):
             with self.queue_lock:
                 with self._options_lock:
                     self._options.update(updates)
+                    self._data_keys.update(updates)
                 self._load(ckpt)
             return
         with self._options_lock:
             self._options.update(updates)
+            self._data_keys.update(updates)
 
     # -- txt2img ---------------------------------------------------------------------------
     def txt2img(self, req: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
@@ -170,20 +179,51 @@ class MockWebui(Observation):
             return
         self._model_loads += 1
         self._loaded = ckpt
+        with self._options_lock:  # load_model records the hash of what it loaded
+            self._options["sd_checkpoint_hash"] = ckpt.sha256
         self.stopping.wait(self.model_load_delay)
 
     def _run_job(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
-        opts, ckpt = generation.apply_overrides(
-            self.options(), req["override_settings"], self.catalog
-        )
-        if req["override_settings"] and not req["override_settings_restore_afterwards"]:
-            self._persist_overrides(req["override_settings"])
-        # With restore_afterwards the options stay, so the next request without an override
-        # resolves to the configured checkpoint again and reloads it (a1111-api.md §7).
+        """process_images: the overrides are set on the shared options for the job, and with
+        restore_afterwards only those already in `opts.data` are put back (OBSERVED 1): an
+        option no one had set before stays set for every later request, from any client."""
+        overrides: Mapping[str, Any] = req["override_settings"] or {}
+        with self._options_lock:
+            stored = {k: self._options[k] for k in overrides if k in self._data_keys}
+        try:
+            self._set_overrides(overrides)
+            return self._generate(req)
+        finally:
+            if req["override_settings_restore_afterwards"]:
+                with self._options_lock:
+                    self._options.update(stored)
+
+    def _set_overrides(self, changes: Mapping[str, Any]) -> None:
+        """One key after the other, as opts.set does: an unknown key is a KeyError that leaves
+        the keys before it applied; an unknown checkpoint is silently ignored."""
+        for key, value in changes.items():
+            with self._options_lock:
+                if key not in self._options:
+                    raise webui_exception("KeyError", repr(key))
+                if key == "sd_model_checkpoint":
+                    ckpt = self.catalog.checkpoint(str(value))
+                    if ckpt is None:
+                        continue
+                    value = ckpt.title
+                self._options[key] = value
+                self._data_keys.add(key)
+
+    def _generate(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
+        opts = self.options()
+        ckpt = self.catalog.checkpoint(str(opts["sd_model_checkpoint"])) or self._loaded
+        # An override restored afterwards leaves its model loaded; the next request that does
+        # not name it reloads the configured one (OBSERVED 2).
         ckpt = self.substitution.model(ckpt)
         self._load(ckpt)
         if req["prompt"] is None:  # process_images_inner: assert p.prompt is not None
             raise webui_exception("AssertionError", "")
+        if req["steps"] == 0:  # the sampler's step schedule divides by the step count
+            raise webui_exception("ZeroDivisionError", "integer division or modulo by zero")
         stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(self._wall_clock()))
         job = generation.plan_job(req, opts, ckpt, self.behaviour, self._seed_rng, stamp)
         width, height = job.size
@@ -192,6 +232,8 @@ class MockWebui(Observation):
                 "OutOfMemoryError",
                 f"CUDA out of memory. Tried to allocate {width}x{height} (sdbatch stand-in)",
             )
+        if ckpt.nan:  # devices.test_for_nans after the first UNet step
+            raise webui_exception("NansException", NANS_MESSAGE)
         n_iter, batch = max(1, req["n_iter"] or 1), max(1, req["batch_size"] or 1)
         oom = self._faults.out_of_memory(batch, job.seeds)
         if oom is not None:
@@ -214,19 +256,6 @@ class MockWebui(Observation):
         finally:
             self.state.end()
         return job, pictures
-
-    def _persist_overrides(self, changes: Mapping[str, Any]) -> None:
-        # override_settings_restore_afterwards=false keeps the overrides; we already hold the
-        # queue lock, and an unknown checkpoint is dropped silently as in process_images.
-        updates = dict(changes)
-        ckpt = self.catalog.checkpoint(str(updates.get("sd_model_checkpoint", "")))
-        if "sd_model_checkpoint" in updates:
-            if ckpt is None:
-                updates.pop("sd_model_checkpoint")
-            else:
-                updates["sd_model_checkpoint"] = ckpt.title
-        with self._options_lock:
-            self._options.update(updates)
 
     def _sample(self, steps: int, batch: int) -> None:
         for step in range(steps):

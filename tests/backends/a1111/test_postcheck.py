@@ -81,6 +81,9 @@ def test_infotext_with_quoted_values() -> None:
         "sampler_name": ["DPM++ 2M", "DPM++ 2M SDE"],
         "scheduler": ["Karras", "Exponential"],
         "cfg_scale": [7.5, 6],
+        # This infotext reports other prompts than SENT's: a change (an extension's) too.
+        "prompt": ["a cat", "a cat, sitting"],
+        "negative_prompt": ["", "blurry"],
     }
 
 
