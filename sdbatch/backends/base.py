@@ -102,6 +102,10 @@ class Worker(Protocol):
         """`step 12/25` while the server samples, for the progress bar; None when unknown."""
         ...
 
+    def busy(self) -> bool:
+        """Does the server say it is running a job (anyone's)? False when it cannot tell."""
+        ...
+
 
 class Connection(Protocol):
     """The servers of one run, inspected and checked."""

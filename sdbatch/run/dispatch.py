@@ -25,17 +25,38 @@ from sdbatch.run.progress import Console
 
 COOL_DOWN = 60.0  # seconds a webui that could not be reached sits out
 _TICK = 0.2  # how often waiting threads look at the stop flags
+HARD_STOP_SECONDS = 10.0  # how long a hard stop keeps interrupting
+_INTERRUPT_EVERY = 0.5
+
+
+@dataclass(frozen=True)
+class HardStop:
+    """What the second signal did, for summary.json."""
+
+    interrupts: int  # /interrupt requests sent
+    seconds: float  # until none of this run's requests was left at a webui, or the bound
+    left: int  # this run's requests still at a webui when sdbatch gave up waiting
+    idle: bool  # every webui said it runs no job at the end
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "interrupts": self.interrupts,
+            "seconds": round(self.seconds, 2),
+            "requests_left": self.left,
+            "webui_idle": self.idle,
+        }
 
 
 class Stopper:
     """SIGINT/SIGTERM handling. The first signal stops new payloads and lets the ones at the
-    webuis finish and be saved; a second one asks them to interrupt and stops waiting."""
+    webuis finish and be saved; a second one interrupts them (see `dispatch`) and stops."""
 
     def __init__(self, workers: list[Worker], console: Console) -> None:
         self.workers = workers
         self.console = console
         self.signum: int | None = None
         self.hard = threading.Event()
+        self.hard_stop: HardStop | None = None
         self._saved: dict[int, Any] = {}
 
     def __call__(self, signum: int, frame: object) -> None:
@@ -46,10 +67,9 @@ class Stopper:
                 "send it again to interrupt them"
             )
             return
+        if not self.hard.is_set():
+            self.console.error("interrupting the webui and stopping now")
         self.hard.set()
-        self.console.error("interrupting the webui and stopping now")
-        for worker in self.workers:
-            threading.Thread(target=worker.interrupt, daemon=True).start()
 
     def __enter__(self) -> Stopper:
         if threading.current_thread() is threading.main_thread():
@@ -118,6 +138,7 @@ class _Servers:
     out_until: dict[str, float] = field(default_factory=dict)
     error: SdbatchError | None = None
     crash: Exception | None = None  # an unexpected exception in a request thread
+    at: collections.Counter[str] = field(default_factory=collections.Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lost(self, url: str, exc: ServerUnreachableError, console: Console) -> None:
@@ -128,6 +149,12 @@ class _Servers:
                 self.error = self.error or exc
             elif len(self.urls) > 1:
                 console.error(f"{exc}; {url} sits out {COOL_DOWN:g} s, the others go on")
+
+    def sending(self, url: str, change: int = 0) -> int:
+        """This run's requests at webui `url` (all webuis for ""), after adding `change`."""
+        with self.lock:
+            self.at[url] += change
+            return sum(self.at.values()) if not url else self.at[url]
 
     def resting(self, url: str) -> float:
         with self.lock:
@@ -169,20 +196,25 @@ def dispatch(
             item = queue.take()
             if item is None:
                 return
+            servers.sending(worker.url, +1)
             try:
                 outcome = worker.submit(item)
             except ServerUnreachableError as exc:
+                servers.sending(worker.url, -1)
                 queue.done(item, failed_here=True)
                 servers.lost(worker.url, exc, console)
                 continue
             except SdbatchError as exc:
+                servers.sending(worker.url, -1)
                 servers.error = servers.error or exc
                 queue.done(item)
                 return
             except Exception as exc:  # a bug: stop the run and show it, rather than hang
+                servers.sending(worker.url, -1)
                 servers.crash = servers.crash or exc
                 queue.done(item)
                 return
+            servers.sending(worker.url, -1)
             queue.done(item)
             # An answer that comes after the webui was told to interrupt may hold a
             # half-denoised image: it is not saved, and the rerun makes it properly.
@@ -205,6 +237,41 @@ def dispatch(
             thread.join(_TICK)
             if stopping():
                 queue.close()
+    if stopper.hard.is_set():
+        stopper.hard_stop = _interrupt_until_idle(workers, servers, console, clock)
     if servers.crash is not None:
         raise servers.crash
     return servers.error
+
+
+def _interrupt_until_idle(
+    workers: list[Worker],
+    servers: _Servers,
+    console: Console,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
+) -> HardStop:
+    """Interrupt every webui holding a request of this run until none holds one, at most
+    HARD_STOP_SECONDS. An interrupt stops only the running job: the request queued behind it
+    then starts (OBSERVED 8), so once is not enough. Our own open requests are the measure,
+    not /progress, which cannot see a queue; other clients' jobs are left alone."""
+    start = clock()
+    interrupts = 0
+    while servers.sending("") > 0 and clock() - start < HARD_STOP_SECONDS:
+        for worker in workers:
+            if servers.sending(worker.url) > 0:
+                worker.interrupt()
+                interrupts += 1
+        sleep(_INTERRUPT_EVERY)
+    left = servers.sending("")
+    idle = not any(worker.busy() for worker in workers)
+    seconds = clock() - start
+    if left:
+        console.error(
+            f"{left} request(s) of this run were still at the webui after {seconds:.0f} s of "
+            "interrupting; they will run to their end there"
+        )
+    else:
+        state = "is idle" if idle else "still runs a job of another client"
+        console.error(f"interrupted the webui ({interrupts}x in {seconds:.1f} s): it {state}")
+    return HardStop(interrupts, seconds, left, idle)

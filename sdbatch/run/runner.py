@@ -49,6 +49,7 @@ class RunResult:
     strict: bool = False  # --strict: a mismatch counts as a failure
     per_server: dict[str, int] = field(default_factory=dict)  # images saved, by webui
     model_switches: int = 0
+    hard_stop: dict[str, Any] | None = None  # what a second signal did (dispatch.HardStop)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -92,6 +93,7 @@ class RunResult:
             "wall_time": round(self.elapsed, 3),
             "server_version": self.server_version,
             "signal": signal.Signals(self.signal).name if self.signal else None,
+            "hard_stop": self.hard_stop,
             "error": str(self.error) if self.error else None,
             "exit_code": int(self.exit_code),
         }
@@ -190,6 +192,7 @@ def run_plan(
             raise thread.error
         result.error = thread.error
     result.signal = stopper.signum
+    result.hard_stop = stopper.hard_stop.as_json() if stopper.hard_stop else None
     result.saved = progress.done
     result.failed = [dict(row) for row in progress.failed_rows]
     result.mismatched = [dict(row) for row in progress.mismatched_rows]

@@ -27,6 +27,7 @@ from sdbatch.backends.a1111.names import (
     SDNEXT_SIGMAS,
     label_index,
 )
+from sdbatch.backends.a1111.options import changed_options
 from sdbatch.backends.a1111.translation import API_DEFAULT_SAMPLER, CHECKPOINT_SETTING, Translation
 from sdbatch.errors import JobValidationError, Problem
 from sdbatch.job.loader import Job
@@ -238,6 +239,17 @@ class _Check:
         self.upscaler_names()
         facts = self.facts
         pinned = self.pinned(source or facts)
+        for key, value, default in changed_options(facts.options, pinned):
+            log.warning(
+                "%s holds %s = %r (default %r), which changes images; this job does not set "
+                "it, so its images get it: set override_settings: {%s: ...} in defaults to "
+                "choose, or reset it in the webui",
+                facts.url,
+                key,
+                value,
+                default,
+                key,
+            )
         mode = "field" if facts.has_scheduler_field else "sigma"
         if facts.flavour != "sdnext" and not facts.has_scheduler_field:
             mode = "legacy"

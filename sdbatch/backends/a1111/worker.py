@@ -33,7 +33,7 @@ from sdbatch.backends.a1111.attempt import (
 )
 from sdbatch.backends.a1111.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.backends.a1111.responses import server_message
-from sdbatch.backends.a1111.wait import sampling_step
+from sdbatch.backends.a1111.wait import sampling_step, webui_busy
 from sdbatch.backends.base import Outcome, Response
 from sdbatch.backends.session import make_session
 from sdbatch.errors import ServerUnreachableError
@@ -82,6 +82,9 @@ class Worker:
 
     def sampling_step(self) -> str | None:
         return sampling_step(self.session, self.url)
+
+    def busy(self) -> bool:
+        return webui_busy(self.session, self.url)
 
     def interrupt(self) -> None:
         """Ask the webui to stop the job it is running (best effort, never raises). It stops

@@ -22,6 +22,7 @@ from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
 from sdbatch.plan.expand import PlannedPayload
 from sdbatch.standin.a1111 import LoggedRequest, MockWebui
+from sdbatch.standin.a1111.catalog import TINY
 
 
 def item(**payload: Any) -> PlannedPayload:
@@ -368,3 +369,49 @@ def test_interrupt_cuts_a_slow_generation_short() -> None:
 def test_interrupt_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     make_worker(f"http://127.0.0.1:{free_port()}", []).interrupt()
     assert "could not interrupt the webui" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "hint"),
+    [
+        ({"steps": 0}, "ZeroDivisionError: integer division", "steps must be 1 or more"),
+        ({"enable_hr": True}, "TypeError: '>' not supported", "enable_hr needs a denoising"),
+        (
+            {"enable_hr": True, "denoising_strength": 0.5, "hr_upscaler": "Nope"},
+            "Exception: could not find upscaler named Nope",
+            "hr_upscaler names an upscaler this webui does not have",
+        ),
+        ({"prompt": None}, "AssertionError", "the webui refused a value"),
+        (
+            {"override_settings": {"CLIP_stop_at_last_layers": 2, "no_such_option": 5}},
+            "KeyError: 'no_such_option'",
+            "override_settings names an option this webui does not have",
+        ),
+    ],
+)
+def test_a_500_that_fails_the_same_way_every_time_is_sent_once(
+    webui: MockWebui, payload: dict[str, Any], error: str, hint: str
+) -> None:
+    sleeps: list[float] = []
+    outcome = make_worker(webui.url, sleeps).submit(item(**payload))
+    assert not outcome.ok and outcome.attempts == 1 and sleeps == []
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"HTTP 500: {error}")
+    assert f"({hint}" in outcome.error and "not retried" in outcome.error
+
+
+def test_a_model_that_makes_nans_is_tried_once_more_then_given_up() -> None:
+    with MockWebui(catalog=TINY) as server:
+        sleeps: list[float] = []
+        nan = {"sd_model_checkpoint": "tinyNaN"}
+        outcome = make_worker(server.url, sleeps).submit(item(override_settings=nan))
+    assert not outcome.ok and outcome.attempts == 2 and len(sleeps) == 1
+    assert outcome.error is not None
+    assert outcome.error.startswith("HTTP 500: NansException: A tensor with NaNs was produced")
+    assert "the model produced NaNs" in outcome.error
+
+
+def test_other_500s_keep_the_retry_budget(webui: MockWebui) -> None:
+    webui.inject(fail_next=2, fail_status=500, fail_error="RuntimeError", fail_message="boom")
+    outcome = make_worker(webui.url, []).submit(item())
+    assert outcome.ok and outcome.attempts == 3

@@ -1,0 +1,68 @@
+"""The webui options that change the image, with their v1.10.1 defaults.
+
+Entry point: `changed_options(options, pinned) -> [(key, value, default)]`, which preflight
+logs as warnings. Why: an option one request overrode stays in force for every later request,
+from any client (OBSERVED 1), and a user may have set one in the webui's settings long ago. A
+job that does not pin such an option gets whatever the server holds; the post-check then marks
+the images, but the warning comes before a night is spent. The defaults are those the real
+webui v1.10.1 reported with a fresh config.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from typing import Any
+
+IMAGE_OPTIONS: Mapping[str, Any] = {
+    "CLIP_stop_at_last_layers": 1,
+    "eta_noise_seed_delta": 0,
+    "sd_vae": "Automatic",
+    "sd_unet": "Automatic",
+    "randn_source": "GPU",
+    "emphasis": "Original",
+    "eta_ancestral": 1.0,
+    "eta_ddim": 0.0,
+    "s_churn": 0.0,
+    "s_tmin": 0.0,
+    "s_tmax": 0.0,
+    "s_noise": 1.0,
+    "s_min_uncond": 0.0,
+    "token_merging_ratio": 0.0,
+    "pad_cond_uncond": False,
+    "pad_cond_uncond_v0": False,
+    "always_discard_next_to_last_sigma": False,
+    "sgm_noise_multiplier": False,
+    "rho": 0.0,
+    "sigma_min": 0.0,
+    "sigma_max": 0.0,
+    "upcast_attn": False,
+    "face_restoration": False,
+    "tiling": False,
+    "comma_padding_backtrack": 20,
+    "sd_noise_schedule": "Default",
+    "use_old_karras_scheduler_sigmas": False,
+    "use_old_scheduling": False,
+    "use_old_hires_fix_width_height": False,
+    "no_dpmpp_sde_batch_determinism": False,
+    "fp8_storage": "Disable",
+}
+
+
+def changed_options(
+    options: Mapping[str, Any], pinned: Container[str]
+) -> list[tuple[str, Any, Any]]:
+    """Image-changing options the server holds off their defaults that the job does not pin:
+    (key, the server's value, the default)."""
+    changed = []
+    for key, default in IMAGE_OPTIONS.items():
+        if key in pinned or key not in options:
+            continue
+        value = options[key]
+        same = value == default or (
+            isinstance(value, int | float)
+            and isinstance(default, int | float)
+            and float(value) == float(default)
+        )
+        if not same:
+            changed.append((key, value, default))
+    return changed
