@@ -17,9 +17,13 @@ Nothing here knows an endpoint, a field of a server's answer or a wire format.
 
 from __future__ import annotations
 
+import functools
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from PIL import Image
 
 from sdbatch.job.loader import Job
 from sdbatch.plan.expand import PlannedPayload
@@ -76,6 +80,13 @@ class GeneratedImage:
     infotext: str | None = None  # the parameters text embedded in the picture, if any
     # What the server says it used, by USED_FIELDS.
     used: Mapping[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def size(self) -> tuple[int, int]:
+        """(width, height) from the image's header, read once for the writer and the
+        post-check; OSError when the bytes are no image."""
+        with Image.open(io.BytesIO(self.data)) as img:
+            return img.size
 
 
 class Worker(Protocol):

@@ -51,8 +51,7 @@ class Stopper:
     """SIGINT/SIGTERM handling. The first signal stops new payloads and lets the ones at the
     webuis finish and be saved; a second one interrupts them (see `dispatch`) and stops."""
 
-    def __init__(self, workers: list[Worker], console: Console) -> None:
-        self.workers = workers
+    def __init__(self, console: Console) -> None:
         self.console = console
         self.signum: int | None = None
         self.hard = threading.Event()
@@ -150,11 +149,20 @@ class _Servers:
             elif len(self.urls) > 1:
                 console.error(f"{exc}; {url} sits out {COOL_DOWN:g} s, the others go on")
 
-    def sending(self, url: str, change: int = 0) -> int:
-        """This run's requests at webui `url` (all webuis for ""), after adding `change`."""
+    def submit(self, worker: Worker, item: PlannedPayload) -> Outcome:
+        """`worker.submit`, counted while it is out: a hard stop interrupts until none is."""
         with self.lock:
-            self.at[url] += change
-            return sum(self.at.values()) if not url else self.at[url]
+            self.at[worker.url] += 1
+        try:
+            return worker.submit(item)
+        finally:
+            with self.lock:
+                self.at[worker.url] -= 1
+
+    def open_requests(self, url: str | None = None) -> int:
+        """This run's requests at webui `url`, or at all of them."""
+        with self.lock:
+            return self.at[url] if url is not None else sum(self.at.values())
 
     def resting(self, url: str) -> float:
         with self.lock:
@@ -196,25 +204,20 @@ def dispatch(
             item = queue.take()
             if item is None:
                 return
-            servers.sending(worker.url, +1)
             try:
-                outcome = worker.submit(item)
+                outcome = servers.submit(worker, item)
             except ServerUnreachableError as exc:
-                servers.sending(worker.url, -1)
                 queue.done(item, failed_here=True)
                 servers.lost(worker.url, exc, console)
                 continue
             except SdbatchError as exc:
-                servers.sending(worker.url, -1)
                 servers.error = servers.error or exc
                 queue.done(item)
                 return
             except Exception as exc:  # a bug: stop the run and show it, rather than hang
-                servers.sending(worker.url, -1)
                 servers.crash = servers.crash or exc
                 queue.done(item)
                 return
-            servers.sending(worker.url, -1)
             queue.done(item)
             # An answer that comes after the webui was told to interrupt may hold a
             # half-denoised image: it is not saved, and the rerun makes it properly.
@@ -257,13 +260,13 @@ def _interrupt_until_idle(
     not /progress, which cannot see a queue; other clients' jobs are left alone."""
     start = clock()
     interrupts = 0
-    while servers.sending("") > 0 and clock() - start < HARD_STOP_SECONDS:
+    while servers.open_requests() > 0 and clock() - start < HARD_STOP_SECONDS:
         for worker in workers:
-            if servers.sending(worker.url) > 0:
+            if servers.open_requests(worker.url) > 0:
                 worker.interrupt()
                 interrupts += 1
         sleep(_INTERRUPT_EVERY)
-    left = servers.sending("")
+    left = servers.open_requests()
     idle = not any(worker.busy() for worker in workers)
     seconds = clock() - start
     if left:

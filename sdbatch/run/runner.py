@@ -171,7 +171,7 @@ def run_plan(
     thread.start()
     if progress.has_bar and workers:
         _poll_steps(workers[0], progress)
-    with Stopper(workers, console) as stopper:
+    with Stopper(console) as stopper:
         try:
             result.error = dispatch(
                 todo.payloads(),

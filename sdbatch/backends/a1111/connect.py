@@ -18,7 +18,7 @@ from typing import Any
 
 from sdbatch.backends.a1111.postcheck import compare
 from sdbatch.backends.a1111.preflight import ServerFacts, Translation, check_all, inspect_server
-from sdbatch.backends.a1111.responses import decode, image_size
+from sdbatch.backends.a1111.responses import decode
 from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Response
@@ -50,7 +50,7 @@ class Fleet:
             image.info,
             image.infotext,
             self.facts.get(url),
-            png_size=image_size(image.data),
+            png_size=image.size,
             seed=image.seed,
         )
 

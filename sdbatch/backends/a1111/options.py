@@ -53,16 +53,8 @@ def changed_options(
 ) -> list[tuple[str, Any, Any]]:
     """Image-changing options the server holds off their defaults that the job does not pin:
     (key, the server's value, the default)."""
-    changed = []
-    for key, default in IMAGE_OPTIONS.items():
-        if key in pinned or key not in options:
-            continue
-        value = options[key]
-        same = value == default or (
-            isinstance(value, int | float)
-            and isinstance(default, int | float)
-            and float(value) == float(default)
-        )
-        if not same:
-            changed.append((key, value, default))
-    return changed
+    return [
+        (key, options[key], default)
+        for key, default in IMAGE_OPTIONS.items()
+        if key not in pinned and key in options and options[key] != default  # 2.0 == 2
+    ]

@@ -83,7 +83,7 @@ def check_params(
         asked, got = "x".join(map(str, want)), "x".join(map(str, png_size))
         note = f"the webui made a {got} image for {asked} (sizes must be multiples of 8)"
         diffs["image_size"] = [asked, got, note]
-    if seed is not None and "Seed" in params and not _same(seed, params["Seed"]):
+    if seed is not None and "Seed" in params and not same(seed, params["Seed"]):
         diffs["seed"] = [seed, params["Seed"]]
     _option(diffs, params, settings, "Clip skip", "CLIP_stop_at_last_layers", DEFAULT_CLIP_SKIP)
     _option(diffs, params, settings, "ENSD", "eta_noise_seed_delta", 0, absent_ok=True)
@@ -96,7 +96,7 @@ def check_params(
             diffs[key] = [None, got, unasked(param, got)]
             continue
         expected = _expected(sent, param, sent.get(key))
-        if expected is not None and not _same(expected, got):
+        if expected is not None and not same(expected, got):
             diffs[key] = [expected, got]
     for param, option in OPTION_MARKERS.items():
         field = _MARKER_FIELDS.get(param)
@@ -149,7 +149,7 @@ def _option(
         return
     asked = settings.get(option)
     got = params.get(param, default)
-    if _same(default if asked is None else asked, got):
+    if same(default if asked is None else asked, got):
         return
     note = unasked(param, got, option) if asked is None else None
     diffs[option] = [asked if asked is not None else default, got, *([note] if note else [])]
@@ -192,7 +192,8 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).replace("\r\n", "\n").strip()
 
 
-def _same(asked: Any, got: Any) -> bool:
+def same(asked: Any, got: Any) -> bool:
+    """Equal as the infotext writes them: numbers within rounding, booleans in any case."""
     if isinstance(asked, bool) or isinstance(got, bool):
         return str(asked).lower() == str(got).lower()
     try:

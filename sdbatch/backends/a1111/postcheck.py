@@ -16,7 +16,6 @@ a change. A legacy combined name ("DPM++ 2M Karras") matches its v1.10 split rep
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from typing import Any
 from sdbatch.backends.a1111.facts import ServerFacts
 from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.a1111.names import AUTOMATIC, SDNEXT_SIGMA_FIELD, V110_DEFAULTS, schedule_key
-from sdbatch.backends.a1111.paramcheck import check_params
+from sdbatch.backends.a1111.paramcheck import check_params, same
 
 CHECKPOINT_SETTING = "sd_model_checkpoint"  # the key of the difference, as the webui names it
 _TITLE = re.compile(r"^(?P<name>.*?)(?: \[(?P<hash>[0-9a-fA-F]{8,64})\])?$")
@@ -56,10 +55,10 @@ def compare(
     asked = sent.get("sampler_name")
     if isinstance(asked, str) and got_sampler is not None:
         fold = facts is not None and facts.case_insensitive
-        same = _eq(asked, got_sampler, fold) or (
+        matches = _eq(asked, got_sampler, fold) or (
             got_schedule is not None and _eq(asked, f"{got_sampler} {got_schedule}", fold)
         )
-        if not same:
+        if not matches:
             diffs["sampler_name"] = [asked, got_sampler]
     asked = sent.get("scheduler")
     if isinstance(asked, str) and schedule_known:
@@ -90,14 +89,10 @@ def compare(
     size = params.get("Size", "").partition("x")
     for key, param in (("width", size[0]), ("height", size[2]), ("steps", params.get("Steps"))):
         got = _number(info.get(key, param or None))
-        if sent.get(key) is not None and got is not None and not _num_eq(sent[key], got):
+        if sent.get(key) is not None and got is not None and not same(sent[key], got):
             diffs[key] = [sent[key], got]
     got = _number(reported("cfg_scale", "CFG scale"))
-    if (
-        sent.get("cfg_scale") is not None
-        and got is not None
-        and not _num_eq(sent["cfg_scale"], got)
-    ):
+    if sent.get("cfg_scale") is not None and got is not None and not same(sent["cfg_scale"], got):
         diffs["cfg_scale"] = [sent["cfg_scale"], got]
     # Everything else the webui reports, and the size of the PNG itself.
     for key, diff in check_params(sent, params, png_size=png_size, seed=seed).items():
@@ -124,13 +119,6 @@ def _number(value: Any) -> Any:
     except ValueError:
         return value
     return int(number) if number.is_integer() and "." not in value else number
-
-
-def _num_eq(asked: Any, got: Any) -> bool:
-    try:
-        return math.isclose(float(asked), float(got), rel_tol=1e-6, abs_tol=1e-6)
-    except (TypeError, ValueError):
-        return str(asked) == str(got)
 
 
 def _checkpoint_diff(asked: str, name: Any, digest: Any, facts: ServerFacts | None) -> Any:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import requests
-from PIL import Image
 
 from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.base import DecodeError, GeneratedImage, Response
@@ -43,15 +41,6 @@ def server_message(response: requests.Response) -> str:
         text = f"{kind}: {words}" if kind and words else str(kind or words)
         return f"HTTP {response.status_code}: {text or response.reason}"
     return f"HTTP {response.status_code}: {body}"  # SD.Next answers a TypeError with a bare string
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """The pixel size from the image's header, None when it is no image Pillow knows."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size
-    except (OSError, ValueError):
-        return None
 
 
 def error_class(response: requests.Response) -> str | None:
