@@ -21,12 +21,17 @@ def expected_position(path: Path) -> str:
     return f"{path}:{line_col}: "
 
 
+def expected_message(path: Path) -> str:
+    return path.read_text().splitlines()[0].split(maxsplit=3)[3]
+
+
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_job_exits_2_and_sends_nothing(
     path: Path, webui: MockWebui, run_cli: RunCli, tmp_path: Path
 ) -> None:
     result = run_cli("run", str(path), "--server", webui.url, "--out", str(tmp_path), expect=2)
     assert expected_position(path) in result.err
+    assert expected_message(path) in result.err
     assert "Traceback" not in result.err
     assert webui.requests == []
     assert list(tmp_path.iterdir()) == []  # not even an output dir

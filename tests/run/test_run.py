@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
-from conftest import RunCli
+from conftest import ImageOptions, RunCli
 from PIL import Image
 
 from sdbatch.backends.a1111.connect import Fleet
 from sdbatch.backends.a1111.worker import Worker
+from sdbatch.backends.base import Response
 from sdbatch.job.loader import load_job
 from sdbatch.output.writer import RunInfo
 from sdbatch.plan.expand import build_plan
@@ -35,7 +38,7 @@ def write_job(tmp_path: Path, **job: Any) -> Path:
 
 
 def test_cats_job_writes_one_image_per_seed(
-    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path, image_options: ImageOptions
 ) -> None:
     out = tmp_path / "cats"
     result = run_cli(
@@ -70,7 +73,10 @@ def test_cats_job_writes_one_image_per_seed(
         "scheduler": "Karras",
         "prompt": job.prompts[0].text,
         "seed": seeds[0],
-        "override_settings": {"sd_model_checkpoint": webui.catalog.checkpoints[0].title},
+        "override_settings": {
+            **image_options(webui.url),
+            "sd_model_checkpoint": webui.catalog.checkpoints[0].title,
+        },
         "override_settings_restore_afterwards": False,
     }
 
@@ -148,3 +154,64 @@ def test_unreachable_server_exits_3(run_cli: RunCli, tmp_path: Path) -> None:
         "run", str(path), "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "o"), expect=3
     )
     assert "cannot reach" in result.err and "Traceback" not in result.err
+
+
+SMALL = {"steps": 2, "width": 64, "height": 64}
+CLIP = "CLIP_stop_at_last_layers"
+
+
+def test_an_option_the_webui_holds_is_warned_about_kept_and_marked(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Another client (or yesterday's job) left Clip skip 2 on the webui (OBSERVED 1).
+    webui.set_options({CLIP: 2})
+    path = write_job(tmp_path, defaults=SMALL, prompts=["a cat"], seeds=[1, 2])
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--server", webui.url, "--out", str(out))
+    assert f"holds {CLIP} = 2" in result.err and "this job does not set it" in result.err
+    rows = manifest(out)
+    assert [r["status"] for r in rows] == ["mismatch", "mismatch"]
+    for row in rows:
+        asked, got, note = row["mismatch"][CLIP]
+        assert (asked, got) == (1, 2) and "which this job did not ask for" in note
+        assert row["parameters"]["Clip skip"] == "2"
+        # Pinned in the row's payload: it makes the same image whatever the webui holds later.
+        assert row["payload"]["override_settings"][CLIP] == 2
+    webui.set_options({CLIP: 1})
+    again = requests.post(f"{webui.url}/sdapi/v1/txt2img", json=rows[0]["payload"], timeout=10)
+    assert base64.b64decode(again.json()["images"][0]) == (out / rows[0]["file"]).read_bytes()
+
+
+def test_an_override_in_one_prompt_does_not_leak_into_the_next(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    prompts = [{"prompt": "a cat", "override_settings": {CLIP: 2}}, "a dog", "a cow"]
+    path = write_job(tmp_path, defaults=SMALL, prompts=prompts, seeds=[1])
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--server", webui.url, "--out", str(out))
+    assert "holds" not in result.err
+    rows = {r["payload"]["prompt"]: r for r in manifest(out)}
+    assert {p: r["status"] for p, r in rows.items()} == dict.fromkeys(rows, "ok")
+    skip = {p: r["parameters"].get("Clip skip") for p, r in rows.items()}
+    assert skip == {"a cat": "2", "a dog": None, "a cow": None}
+    # Whatever order they ran in, the webui ends up with the value of the last one sent.
+    assert webui.options()[CLIP] in (1, 2)
+
+
+def test_a_size_the_webui_rounds_is_a_mismatch(webui: MockWebui) -> None:
+    # Validation refuses width 65, but a webui may still round (OBSERVED 5): the PNG tells.
+    sent = {**SMALL, "width": 65, "prompt": "a cat", "seed": 1}
+    answer = requests.post(f"{webui.url}/sdapi/v1/txt2img", json=sent, timeout=10)
+    image = Fleet([], {}).decode(Response(sent, 0, answer.content))[0]
+    diffs = Fleet([], {}).postcheck(webui.url, image)
+    assert diffs["image_size"][:2] == ["65x64", "64x64"]
+    assert "multiples of 8" in diffs["image_size"][2]
+
+
+def test_no_preflight_says_it_was_skipped(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    path = write_job(tmp_path, defaults=SMALL, prompts=["a cat"], seeds=[1])
+    out = tmp_path / "out"
+    result = run_cli("run", str(path), "--server", webui.url, "--out", str(out), "--no-preflight")
+    assert "preflight skipped" in result.err and "preflight passed" not in result.err

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sdbatch.backends.a1111.postcheck import compare
@@ -35,6 +35,9 @@ class Fleet:
 
     workers: list[Worker]
     facts: Mapping[str, ServerFacts]  # by url; empty when preflight was skipped
+    # Image-changing options every payload carries at the server's off-default value, though
+    # the job never asked for them: key -> (value, default). Each image is marked with them.
+    inherited: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def checked(self) -> bool:
@@ -52,6 +55,7 @@ class Fleet:
             self.facts.get(url),
             png_size=image.size,
             seed=image.seed,
+            inherited=self.inherited,
         )
 
     def describe(self) -> str:
@@ -102,7 +106,7 @@ def connect(
         Worker(server, url=f.url, session=sessions[f.url], translate=t.apply)
         for f, t in zip(facts, translations, strict=True)
     ]
-    return Fleet(workers, {f.url: f for f in facts})
+    return Fleet(workers, {f.url: f for f in facts}, translations[0].inherited)
 
 
 class A1111:

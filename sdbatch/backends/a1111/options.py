@@ -1,10 +1,11 @@
 """The webui options that change the image, with their v1.10.1 defaults.
 
-Entry point: `changed_options(options, pinned) -> [(key, value, default)]`, which preflight
+Entry point: `changed_options(options, asked) -> [(key, value, default)]`, which preflight
 logs as warnings. Why: an option one request overrode stays in force for every later request,
-from any client (OBSERVED 1), and a user may have set one in the webui's settings long ago. A
-job that does not pin such an option gets whatever the server holds; the post-check then marks
-the images, but the warning comes before a night is spent. The defaults are those the real
+from any client (OBSERVED 1), and a user may have set one in the webui's settings long ago.
+Preflight pins every option here at the server's value in every payload, so a run is the same
+throughout and each row regenerates its image; one the job did not ask for is warned about
+before a night is spent and marks each image it went into. The defaults are those the real
 webui v1.10.1 reported with a fresh config.json.
 """
 
@@ -49,12 +50,24 @@ IMAGE_OPTIONS: Mapping[str, Any] = {
 
 
 def changed_options(
-    options: Mapping[str, Any], pinned: Container[str]
+    options: Mapping[str, Any], asked: Container[str]
 ) -> list[tuple[str, Any, Any]]:
-    """Image-changing options the server holds off their defaults that the job does not pin:
-    (key, the server's value, the default)."""
+    """Image-changing options the server holds off their defaults that the job does not set
+    itself: (key, the server's value, the default)."""
     return [
         (key, options[key], default)
         for key, default in IMAGE_OPTIONS.items()
-        if key not in pinned and key in options and options[key] != default  # 2.0 == 2
+        if key not in asked and key in options and options[key] != default  # 2.0 == 2
     ]
+
+
+def wire_value(key: str, value: Any) -> Any:
+    """An option as the webui must receive it. /options reports Clip skip 2 as 2.0, and v1.10.1
+    given 2.0 in override_settings fails this and every later request with "TypeError: tuple
+    indices must be integers or slices, not float" until /options sets it again (recorded:
+    tests/data/real-a1111, own/clip_float_*). So an option whose default is an int gets an int."""
+    default = IMAGE_OPTIONS.get(key)
+    integral = isinstance(value, float) and value.is_integer()
+    if integral and isinstance(default, int) and not isinstance(default, bool):
+        return int(value)
+    return value

@@ -61,16 +61,30 @@ def unasked(param: str, got: Any, option: str | None = None) -> str:
     )
 
 
+def held(option: str, value: Any, default: Any) -> str:
+    return (
+        f"the webui held {option} = {value!r} (default {default!r}), which this job did not ask "
+        f"for — left over from an earlier request, or a setting of the webui; the whole run "
+        f"kept it (override_settings: {{{option}: ...}} chooses)"
+    )
+
+
 def check_params(
     sent: Mapping[str, Any],
     params: Mapping[str, str],
     *,
     png_size: tuple[int, int] | None = None,
     seed: int | None = None,
+    inherited: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> dict[str, list[Any]]:
+    """`inherited`: options preflight pinned at the server's off-default value though the job
+    never set them (key -> (value, default)); each is a mismatch of every image it went into."""
     diffs: dict[str, list[Any]] = {}
     raw_settings = sent.get("override_settings")
     settings: Mapping[str, Any] = raw_settings if isinstance(raw_settings, Mapping) else {}
+    for option, (value, default) in (inherited or {}).items():
+        if settings.get(option) == value:
+            diffs[option] = [default, value, held(option, value, default)]
     # A size the payload leaves out is the webui's default (SD.Next's is not A1111's).
     told = [int(n) for n in params.get("Size", "").split("x") if n.isdigit()]
     if len(told) == 2:

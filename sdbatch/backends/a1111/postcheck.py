@@ -38,6 +38,7 @@ def compare(
     *,
     png_size: tuple[int, int] | None = None,
     seed: int | None = None,
+    inherited: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> dict[str, list[Any]]:
     params = parse_infotext(infotext)
     extra = info.get("extra_generation_params")
@@ -95,7 +96,8 @@ def compare(
     if sent.get("cfg_scale") is not None and got is not None and not same(sent["cfg_scale"], got):
         diffs["cfg_scale"] = [sent["cfg_scale"], got]
     # Everything else the webui reports, and the size of the PNG itself.
-    for key, diff in check_params(sent, params, png_size=png_size, seed=seed).items():
+    checked = check_params(sent, params, png_size=png_size, seed=seed, inherited=inherited)
+    for key, diff in checked.items():
         diffs.setdefault(key, diff)
     return diffs
 

@@ -27,7 +27,7 @@ from sdbatch.backends.a1111.names import (
     SDNEXT_SIGMAS,
     label_index,
 )
-from sdbatch.backends.a1111.options import changed_options
+from sdbatch.backends.a1111.options import IMAGE_OPTIONS, changed_options
 from sdbatch.backends.a1111.translation import API_DEFAULT_SAMPLER, CHECKPOINT_SETTING, Translation
 from sdbatch.errors import JobValidationError, Problem
 from sdbatch.job.loader import Job
@@ -201,11 +201,8 @@ class _Check:
                 hint = _hint(found.value, known)
                 self.problem(found, f"unknown upscaler {found.value!r} on {self.facts.url}{hint}")
 
-    def pinned(self, source: ServerFacts) -> dict[str, Any]:
-        """The options every payload sends (unless it sets its own): the checkpoint, and each
-        option some payload overrides, at `source`'s values when the run began. So no payload
-        depends on what ran before it (v1.10 keeps overrides for later requests, OBSERVED 1),
-        and each manifest row says in full what made its image."""
+    def asked_options(self) -> set[str]:
+        """The webui options some payload of the job sets itself."""
         keys = {
             key
             for found in occurrences(self.job, "override_settings")
@@ -214,6 +211,15 @@ class _Check:
         }
         if occurrences(self.job, "vae"):
             keys.add("sd_vae")
+        return keys
+
+    def pinned(self, source: ServerFacts) -> dict[str, Any]:
+        """The options every payload sends (unless it sets its own): the checkpoint, each
+        option some payload overrides and every option that changes the image, at `source`'s
+        values when the run began. So no payload depends on what ran before it, here or in
+        another client (v1.10 keeps overrides for later requests, OBSERVED 1), and each
+        manifest row says in full what made its image."""
+        keys = self.asked_options() | set(IMAGE_OPTIONS)
         pinned = {k: source.options[k] for k in sorted(keys) if k in source.options}
         current = source.current_checkpoint
         if current is not None:
@@ -238,13 +244,15 @@ class _Check:
         self.checkpoint_names()
         self.upscaler_names()
         facts = self.facts
-        pinned = self.pinned(source or facts)
-        for key, value, default in changed_options(facts.options, pinned):
+        source = source or facts
+        pinned = self.pinned(source)
+        inherited = changed_options(source.options, self.asked_options())
+        for key, value, default in inherited if source is facts else ():
             log.warning(
                 "%s holds %s = %r (default %r), which changes images; this job does not set "
-                "it, so its images get it: set override_settings: {%s: ...} in defaults to "
-                "choose, or reset it in the webui",
-                facts.url,
+                "it, so all its images get it and are marked: set override_settings: {%s: "
+                "...} in defaults to choose, or reset it in the webui",
+                source.url,
                 key,
                 value,
                 default,
@@ -263,6 +271,9 @@ class _Check:
             combined=MappingProxyType(self.combined),
             split=MappingProxyType(self.split),
             pinned=MappingProxyType(pinned),
+            inherited=MappingProxyType(
+                {key: (value, default) for key, value, default in inherited}
+            ),
         )
 
 

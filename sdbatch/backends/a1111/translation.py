@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sdbatch.backends.a1111.names import AUTOMATIC, SAME_SAMPLER, SDNEXT_SIGMA_FIELD, SDNEXT_SIGMAS
+from sdbatch.backends.a1111.options import wire_value
 
 CHECKPOINT_SETTING = "sd_model_checkpoint"
 API_DEFAULT_SAMPLER = "Euler"  # sampler_index's default, used when sampler_name is null (§1)
@@ -35,6 +36,8 @@ class Translation:
     split: Mapping[str, str] = field(default_factory=_frozen)  # legacy name -> schedule label
     # Options every payload sends unless it sets its own (preflight's `pinned`).
     pinned: Mapping[str, Any] = field(default_factory=_frozen)
+    # Those of them the server held off their defaults, unasked: key -> (value, default).
+    inherited: Mapping[str, tuple[Any, Any]] = field(default_factory=_frozen)
 
     def apply(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """What is actually sent for `payload`: server spellings of samplers and checkpoints,
@@ -62,6 +65,8 @@ class Translation:
         if self.pinned:
             own = settings if isinstance(settings, Mapping) else {}
             settings = {**self.pinned, **{k: v for k, v in own.items() if v is not None}}
+        if isinstance(settings, Mapping):
+            settings = {k: wire_value(k, v) for k, v in settings.items()}
             out["override_settings"] = settings
         if isinstance(settings, Mapping) and settings.get(CHECKPOINT_SETTING) is not None:
             written = settings[CHECKPOINT_SETTING]

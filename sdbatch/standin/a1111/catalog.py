@@ -53,6 +53,10 @@ class Checkpoint:
     filename: str  # basename, e.g. "v1-5-pruned-emaonly.safetensors"
     sha256: str
     nan: bool = False  # a broken model: every txt2img on it fails with NansException
+    # Hash known before the first load (the webui's cache.json has it). A fresh install knows
+    # none but the model it started with: /sd-models lists the others with hash null and a
+    # title without "[hash]", and hash aliases find nothing, until loaded once (OBSERVED 11).
+    hashed: bool = True
 
     @property
     def model_name(self) -> str:
@@ -65,6 +69,9 @@ class Checkpoint:
     @property
     def title(self) -> str:
         return f"{self.filename} [{self.shorthash}]"
+
+    def aliases_now(self, hashed: bool) -> frozenset[str]:
+        return self.aliases if hashed else frozenset({self.filename, self.model_name})
 
     @property
     def aliases(self) -> frozenset[str]:
@@ -81,12 +88,12 @@ class Checkpoint:
             }
         )
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, hashed: bool = True) -> dict[str, Any]:
         return {
-            "title": self.title,
+            "title": self.title if hashed else self.filename,
             "model_name": self.model_name,
-            "hash": self.shorthash,
-            "sha256": self.sha256,
+            "hash": self.shorthash if hashed else None,
+            "sha256": self.sha256 if hashed else None,
             "filename": f"/mock/models/Stable-diffusion/{self.filename}",
             "config": None,
         }
@@ -132,12 +139,15 @@ class Catalog:
         Sampler("LMS", ("k_lms",)),
         Sampler("Heun", ("k_heun",), (("second_order", "True"),)),
         Sampler(
-            "DPM2", ("k_dpm_2",), (("discard_next_to_last_sigma", "True"), ("second_order", "True"))
+            "DPM2",
+            ("k_dpm_2",),
+            (*_KARRAS, ("discard_next_to_last_sigma", "True"), ("second_order", "True")),
         ),
         Sampler(
             "DPM2 a",
             ("k_dpm_2_a",),
             (
+                *_KARRAS,
                 ("discard_next_to_last_sigma", "True"),
                 ("uses_ensd", "True"),
                 ("second_order", "True"),
@@ -175,7 +185,22 @@ class Catalog:
         Checkpoint("sd_xl_base_1.0.safetensors", _fake_sha256("sd_xl_base_1.0.safetensors")),
         Checkpoint("dreamshaper_8.safetensors", _fake_sha256("dreamshaper_8.safetensors")),
     )
-    upscalers: tuple[str, ...] = ("None", "Lanczos", "Nearest", "R-ESRGAN 4x+")
+    # As the real v1.10.1 lists them with no upscaler models downloaded (g_upscalers).
+    upscalers: tuple[str, ...] = (
+        "None",
+        "Lanczos",
+        "Nearest",
+        "DAT x2",
+        "DAT x3",
+        "DAT x4",
+        "ESRGAN_4x",
+        "LDSR",
+        "R-ESRGAN 4x+",
+        "R-ESRGAN 4x+ Anime6B",
+        "ScuNET GAN",
+        "ScuNET PSNR",
+        "SwinIR 4x",
+    )
     latent_upscale_modes: tuple[str, ...] = (
         "Latent",
         "Latent (antialiased)",
@@ -202,6 +227,11 @@ class Catalog:
     def checkpoint(self, alias: str) -> Checkpoint | None:
         return next((c for c in self.checkpoints if alias in c.aliases), None)
 
+    # Reported as floats by GET /options once set (a fresh config says 1, after any set 2.0),
+    # whatever type they are held in: a client that sends back what it read sends a float
+    # (own/clip_float_*).
+    float_on_wire: frozenset[str] = frozenset({"CLIP_stop_at_last_layers"})
+
     def default_options(self) -> dict[str, Any]:
         # Integer options with a truthy default are floats on the wire (Options.typemap).
         return {
@@ -209,8 +239,8 @@ class Catalog:
             "sd_model_checkpoint": self.checkpoints[0].title,
             "sd_checkpoint_hash": self.checkpoints[0].sha256,
             "sd_vae": "Automatic",
-            "CLIP_stop_at_last_layers": 1.0,
-            "eta_noise_seed_delta": 0.0,
+            "CLIP_stop_at_last_layers": 1,
+            "eta_noise_seed_delta": 0,
             "return_grid": True,
             "grid_only_if_multiple": True,
             "enable_pnginfo": True,
@@ -225,7 +255,31 @@ class Catalog:
             "add_model_hash_to_info": True,
             "add_model_name_to_info": True,
             "add_version_to_infotext": True,
-            "latent_upscale_default_mode": "Latent",
+            # The rest of the options that change the image, as a fresh v1.10.1 reports them.
+            "sd_unet": "Automatic",
+            "randn_source": "GPU",
+            "emphasis": "Original",
+            "s_churn": 0.0,
+            "s_tmin": 0.0,
+            "s_tmax": 0.0,
+            "s_noise": 1.0,
+            "s_min_uncond": 0.0,
+            "token_merging_ratio": 0.0,
+            "pad_cond_uncond": False,
+            "pad_cond_uncond_v0": False,
+            "always_discard_next_to_last_sigma": False,
+            "sgm_noise_multiplier": False,
+            "rho": 0.0,
+            "sigma_min": 0.0,
+            "sigma_max": 0.0,
+            "upcast_attn": False,
+            "comma_padding_backtrack": 20,
+            "sd_noise_schedule": "Default",
+            "use_old_karras_scheduler_sigmas": False,
+            "use_old_scheduling": False,
+            "use_old_hires_fix_width_height": False,
+            "no_dpmpp_sde_batch_determinism": False,
+            "fp8_storage": "Disable",
         }
 
 
@@ -238,12 +292,15 @@ TINY = Catalog(
             "tinyC.safetensors", "587597b8f42c50369c4beb92f8ad20b6925b496386fdf84f4fca5bcd4eca07bd"
         ),
         Checkpoint(
-            "tinyD.safetensors", "4477fbf420a1d1309fc14f1cd4f8142fc2e132bbcf59aeeeb1f27f0894df02e1"
+            "tinyD.safetensors",
+            "4477fbf420a1d1309fc14f1cd4f8142fc2e132bbcf59aeeeb1f27f0894df02e1",
+            hashed=False,
         ),
         Checkpoint(
             "tinyNaN.safetensors",
             "43917388e3559b2d8a01e41fb87d52fc407d865a1c289fd7f25426dd24092674",
             nan=True,
+            hashed=False,
         ),
     ),
 )

@@ -31,7 +31,7 @@ def check_scripts(req: Mapping[str, Any], catalog: Catalog) -> None:
                 422, "Cannot have a selectable script in the always on scripts params"
             )
         if str(title).lower() not in catalog.alwayson_scripts:
-            raise http_exception(422, f"always on script {title} not found")
+            raise http_exception(422, f"Script '{title}' not found")  # e11
 
 
 def fixed_seed(seed: int | None, rng: random.Random) -> int:
@@ -119,6 +119,14 @@ def _hires(req: Mapping[str, Any], catalog: Catalog, extra: dict[str, Any]) -> t
         raise webui_exception("Exception", f"could not find upscaler named {upscaler}")
     w, h, rx, ry = req["width"], req["height"], req["hr_resize_x"], req["hr_resize_y"]
     extra["Denoising strength"] = strength
+    # Recorded as None when the second pass repeats the first (e08): in `info`, not infotext.
+    for key, name, first in (
+        ("Hires prompt", "hr_prompt", "prompt"),
+        ("Hires negative prompt", "hr_negative_prompt", "negative_prompt"),
+        ("Hires schedule type", "hr_scheduler", "scheduler"),
+    ):
+        value = req.get(name)
+        extra[key] = value if value and value != req.get(first) else None
     if rx == 0 and ry == 0:
         extra["Hires upscale"] = req["hr_scale"]
         size = (int(w * req["hr_scale"]), int(h * req["hr_scale"]))
@@ -127,7 +135,12 @@ def _hires(req: Mapping[str, Any], catalog: Catalog, extra: dict[str, Any]) -> t
         size = (rx or ry * w // h, ry or rx * h // w)
     if req["hr_second_pass_steps"]:
         extra["Hires steps"] = req["hr_second_pass_steps"]
-    extra["Hires upscaler"] = upscaler
+    if req["hr_upscaler"]:  # the Latent default is not written (e08)
+        extra["Hires upscaler"] = upscaler
+    hr_sampler = req.get("hr_sampler_name")
+    if hr_sampler and hr_sampler != req["sampler_name"] and catalog.sampler(hr_sampler) is None:
+        # sd_samplers.create_sampler; the UI's "Use same sampler" is no name either (e07).
+        raise webui_exception("AssertionError", f"bad sampler name: {hr_sampler}")
     return size
 
 
@@ -154,7 +167,10 @@ def infotext(job: Job, index: int) -> str:
     params: dict[str, Any] = {
         "Steps": req["steps"],
         "Sampler": job.sampler,
-        "Schedule type": job.extra.get("Schedule type"),
+        # p.scheduler, corrected to Automatic when unknown (OBSERVED 4); the sampler's own
+        # schedule, when it records one, wins. Only webuis with a `scheduler` field write it.
+        "Schedule type": job.extra.get("Schedule type")
+        or ("Automatic" if job.behaviour.schedule_field == "scheduler" else None),
         "CFG scale": req["cfg_scale"],
         "Seed": job.seeds[index],
         "Face restoration": opts["face_restoration_model"] if job.restore_faces else None,

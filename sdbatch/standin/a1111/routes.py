@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +121,7 @@ def skip(webui: Host, req: Request, out: Outcome) -> Any:
 
 
 def get_options(webui: Host, req: Request, out: Outcome) -> Any:
-    return webui.options()
+    return webui.options_json()
 
 
 def set_options(webui: Host, req: Request, out: Outcome) -> Any:
@@ -148,6 +149,12 @@ def _static(build: Callable[[Host], Any]) -> Handler:
         return build(webui)
 
     return handler
+
+
+def _scale(upscaler: str) -> float:
+    """ "DAT x2" scales by 2; the rest by 4, as the real list says."""
+    found = re.search(r" x(\d)$", upscaler)
+    return float(found[1]) if found else 4.0
 
 
 def _cmd_flags(webui: Host) -> dict[str, Any]:
@@ -204,11 +211,17 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/sdapi/v1/options": {"GET": get_options, "POST": set_options},
     "/sdapi/v1/samplers": {"GET": _static(lambda w: w.behaviour.list_samplers(w.catalog))},
     "/sdapi/v1/schedulers": {"GET": _static(lambda w: w.behaviour.list_schedulers(w.catalog))},
-    "/sdapi/v1/sd-models": {"GET": _static(lambda w: [c.as_json() for c in w.catalog.checkpoints])},
+    "/sdapi/v1/sd-models": {"GET": _static(lambda w: w.models())},
     "/sdapi/v1/upscalers": {
         "GET": _static(
             lambda w: [
-                {"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
+                {
+                    "name": n,
+                    "model_name": None,
+                    "model_path": None,
+                    "model_url": None,
+                    "scale": _scale(n),
+                }
                 for n in w.catalog.upscalers
             ]
         )

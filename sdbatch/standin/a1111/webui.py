@@ -73,6 +73,9 @@ class MockWebui(Observation):
         self._options["samples_format"] = samples_format
         # The configured checkpoint is loaded at startup; later loads are counted.
         self._loaded: Checkpoint = self.catalog.checkpoints[0]
+        self._hashed = {c.filename for c in self.catalog.checkpoints if c.hashed}
+        self._hashed.add(self._loaded.filename)
+        self._hash_lock = threading.Lock()  # callers may hold the options lock
         self._model_loads = 0
         self._options_lock = threading.Lock()
         # opts.data: the keys config.json holds (the start script writes only the checkpoint)
@@ -123,10 +126,33 @@ class MockWebui(Observation):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    # -- models ----------------------------------------------------------------------------
+    def checkpoint(self, alias: str) -> Checkpoint | None:
+        """sd_models.get_closet_checkpoint_match by alias, as far as the hashes are known."""
+        with self._hash_lock:
+            hashed = set(self._hashed)
+        return next(
+            (c for c in self.catalog.checkpoints if alias in c.aliases_now(c.filename in hashed)),
+            None,
+        )
+
+    def models(self) -> list[dict[str, Any]]:
+        with self._hash_lock:
+            return [c.as_json(c.filename in self._hashed) for c in self.catalog.checkpoints]
+
     # -- options ---------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         with self._options_lock:
             return dict(self._options)
+
+    def options_json(self) -> dict[str, Any]:
+        """GET /sdapi/v1/options: as held, but some numbers as floats once set."""
+        wire = self.catalog.float_on_wire
+        with self._options_lock:
+            return {
+                k: float(v) if k in wire and k in self._data_keys and not isinstance(v, bool) else v
+                for k, v in self._options.items()
+            }
 
     def set_options(self, changes: Mapping[str, Any]) -> None:
         """POST /sdapi/v1/options semantics (unknown key: 500 KeyError; unknown checkpoint:
@@ -137,7 +163,7 @@ class MockWebui(Observation):
                     raise webui_exception("KeyError", repr(key))
         updates = dict(changes)
         if "sd_model_checkpoint" in updates:
-            ckpt = self.catalog.checkpoint(str(updates["sd_model_checkpoint"]))
+            ckpt = self.checkpoint(str(updates["sd_model_checkpoint"]))
             if ckpt is None:
                 raise webui_exception(
                     "RuntimeError", f"model {updates['sd_model_checkpoint']!r} not found"
@@ -181,6 +207,8 @@ class MockWebui(Observation):
         self._loaded = ckpt
         with self._options_lock:  # load_model records the hash of what it loaded
             self._options["sd_checkpoint_hash"] = ckpt.sha256
+        with self._hash_lock:
+            self._hashed.add(ckpt.filename)
         self.stopping.wait(self.model_load_delay)
 
     def _run_job(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
@@ -206,16 +234,19 @@ class MockWebui(Observation):
                 if key not in self._options:
                     raise webui_exception("KeyError", repr(key))
                 if key == "sd_model_checkpoint":
-                    ckpt = self.catalog.checkpoint(str(value))
+                    ckpt = self.checkpoint(str(value))
                     if ckpt is None:
                         continue
+                    with self._hash_lock:  # the load that follows hashes it
+                        self._hashed.add(ckpt.filename)
                     value = ckpt.title
-                self._options[key] = value
+                if self._options[key] != value:  # opts.set keeps an equal value as it was
+                    self._options[key] = value
                 self._data_keys.add(key)
 
     def _generate(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
         opts = self.options()
-        ckpt = self.catalog.checkpoint(str(opts["sd_model_checkpoint"])) or self._loaded
+        ckpt = self.checkpoint(str(opts["sd_model_checkpoint"])) or self._loaded
         # An override restored afterwards leaves its model loaded; the next request that does
         # not name it reloads the configured one (OBSERVED 2).
         ckpt = self.substitution.model(ckpt)
@@ -231,6 +262,13 @@ class MockWebui(Observation):
             raise webui_exception(
                 "OutOfMemoryError",
                 f"CUDA out of memory. Tried to allocate {width}x{height} (sdbatch stand-in)",
+            )
+        clip = opts["CLIP_stop_at_last_layers"]
+        if isinstance(clip, float) and clip > 1:
+            # hidden_states[-opts.CLIP_stop_at_last_layers]: a float an override_settings set
+            # (as /options reports it, 2.0) breaks this and every later request (own/clip_float).
+            raise webui_exception(
+                "TypeError", "tuple indices must be integers or slices, not float"
             )
         if ckpt.nan:  # devices.test_for_nans after the first UNet step
             raise webui_exception("NansException", NANS_MESSAGE)

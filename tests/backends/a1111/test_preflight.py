@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import ImageOptions
 
 from sdbatch.backends.a1111.preflight import ServerFacts, check_all, inspect_server, preflight
 from sdbatch.errors import JobValidationError
@@ -110,10 +111,11 @@ CATS = load_job(REPO / "jobs" / "cats.yaml")
     ],
 )
 def test_cats_passes_everywhere_with_the_intended_schedule(
-    behaviour: str, expected: dict[str, str]
+    behaviour: str, expected: dict[str, str], image_options: ImageOptions
 ) -> None:
     with MockWebui(behaviour=behaviour) as server:
         facts = facts_of(server)
+        held = image_options(server.url)
         translation = preflight(CATS, facts)
     assert facts.flavour == {"forge": "forge", "sdnext": "sdnext"}.get(behaviour, "a1111")
     for item in build_plan(CATS):
@@ -126,8 +128,12 @@ def test_cats_passes_everywhere_with_the_intended_schedule(
         assert {k: v for k, v in sent.items() if k not in (*schedule, *pinned)} == {
             k: v for k, v in item.payload.items() if k not in ("sampler_name", "scheduler")
         }
-        # cats names no checkpoint: each payload names the one the webui had loaded.
-        assert sent["override_settings"] == {"sd_model_checkpoint": facts.current_checkpoint}
+        # cats names no checkpoint: each payload names the one the webui had loaded, and
+        # every option that changes the image at the webui's value.
+        assert sent["override_settings"] == {
+            **held,
+            "sd_model_checkpoint": facts.current_checkpoint,
+        }
 
 
 def test_checkpoint_aliases_become_the_title(tmp_path: Path, v110: ServerFacts) -> None:
@@ -149,19 +155,23 @@ def test_checkpoint_aliases_become_the_title(tmp_path: Path, v110: ServerFacts) 
 
 
 def test_a_job_without_a_checkpoint_pins_the_one_loaded_at_preflight(
-    webui: MockWebui, v110: ServerFacts
+    webui: MockWebui, v110: ServerFacts, image_options: ImageOptions
 ) -> None:
+    held = image_options(webui.url)
     translation = preflight(CATS, v110)
-    # Another client (or an earlier job) switches the model after the preflight.
-    requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_model_checkpoint": "dreamshaper_8"})
+    # Another client (or an earlier job) switches the model and Clip skip after the preflight.
+    change = {"sd_model_checkpoint": "dreamshaper_8", "CLIP_stop_at_last_layers": 2}
+    requests.post(f"{webui.url}/sdapi/v1/options", json=change)
     sent = translation.apply(next(iter(build_plan(CATS))).payload)
-    assert sent["override_settings"] == {"sd_model_checkpoint": V15}
+    assert sent["override_settings"] == {**held, "sd_model_checkpoint": V15}
+    assert held["CLIP_stop_at_last_layers"] == 1
     assert sent["override_settings_restore_afterwards"] is False
 
 
 def test_every_overridden_option_is_sent_by_every_payload(
-    tmp_path: Path, v110: ServerFacts
+    tmp_path: Path, webui: MockWebui, v110: ServerFacts, image_options: ImageOptions
 ) -> None:
+    held = image_options(webui.url)
     job = write_job(
         tmp_path,
         "seeds: [1]\nprompts:\n"
@@ -171,9 +181,9 @@ def test_every_overridden_option_is_sent_by_every_payload(
     sent = [preflight(job, v110).apply(item.payload) for item in build_plan(job)]
     settings = {s["prompt"]: s["override_settings"] for s in sent}
     assert settings == {
-        "a cat": {"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": V15},
+        "a cat": {**held, "CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": V15},
         # The server's value when the run began, not whatever the first payload left behind.
-        "a dog": {"CLIP_stop_at_last_layers": 1.0, "sd_model_checkpoint": V15},
+        "a dog": {**held, "CLIP_stop_at_last_layers": 1.0, "sd_model_checkpoint": V15},
     }
 
 
@@ -188,7 +198,7 @@ def test_the_pinned_checkpoint_must_be_on_every_webui(tmp_path: Path) -> None:
 
 
 def test_aliases_and_sentinels_are_spelled_for_the_server(
-    tmp_path: Path, v110: ServerFacts
+    tmp_path: Path, webui: MockWebui, v110: ServerFacts, image_options: ImageOptions
 ) -> None:
     job = write_job(
         tmp_path,
@@ -201,7 +211,7 @@ def test_aliases_and_sentinels_are_spelled_for_the_server(
         "scheduler": "SGM Uniform",
         "prompt": "a cat",
         "seed": 1,
-        "override_settings": {"sd_model_checkpoint": V15},
+        "override_settings": {**image_options(webui.url), "sd_model_checkpoint": V15},
         "override_settings_restore_afterwards": False,
     }
 
@@ -283,3 +293,19 @@ def test_servers_lacking_a_checkpoint_are_not_mixed(
     assert problem.message.startswith(
         f"{small.url} has no checkpoint 'dreamshaper_8' that the job uses (it is on {full.url})"
     )
+
+
+def test_an_integer_option_is_sent_as_an_integer(tmp_path: Path, webui: MockWebui) -> None:
+    # /options reports Clip skip 2 as 2.0; v1.10.1 given 2.0 breaks (own/clip_float_*).
+    requests.post(f"{webui.url}/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 2}, timeout=5)
+    facts = facts_of(webui)
+    assert facts.options["CLIP_stop_at_last_layers"] == 2.0
+    job = write_job(
+        tmp_path,
+        "seeds: [1]\nprompts:\n  - a dog\n"
+        "  - {prompt: a cat, override_settings: {CLIP_stop_at_last_layers: 3.0, eta_ddim: 1}}\n",
+    )
+    sent = [preflight(job, facts).apply(item.payload) for item in build_plan(job)]
+    values = [s["override_settings"]["CLIP_stop_at_last_layers"] for s in sent]
+    assert [(v, type(v)) for v in values] == [(2, int), (3, int)]
+    assert sent[1]["override_settings"]["eta_ddim"] == 1  # a float option is left alone

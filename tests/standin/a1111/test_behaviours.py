@@ -97,17 +97,17 @@ OK = 200
         # v1.10: silent fallback, combined names split, unknown scheduler -> Automatic.
         ("v1.10", ask("nope"), "DPM++ 2M", "Schedule type: Karras"),
         ("v1.10", ask("DPM++ 2M Karras"), "DPM++ 2M", "Schedule type: Karras"),
-        ("v1.10", ask("Euler", scheduler="bogus"), "Euler", None),
+        ("v1.10", ask("Euler", scheduler="bogus"), "Euler", "Schedule type: Automatic"),
         # v1.9: scheduler supported; unknown scheduler -> Automatic.
         ("v1.9", ask("Euler", scheduler="Karras"), "Euler", "Schedule type: Karras"),
-        ("v1.9", ask("Euler", scheduler="bogus"), "Euler", None),
+        ("v1.9", ask("Euler", scheduler="bogus"), "Euler", "Schedule type: Automatic"),
         # v1.8: the combined name is the sampler; no "Schedule type"; `scheduler` ignored.
         ("v1.8", ask("DPM++ 2M Karras"), "DPM++ 2M Karras", None),
         ("v1.8", ask("Euler", scheduler="Karras"), "Euler", None),
         ("v1.8", {}, "Euler", None),  # sampler_index default
         # Forge: like v1.10, with its own samplers and schedulers.
         ("forge", ask("nope"), "DPM++ 2M", "Schedule type: Karras"),
-        ("forge", ask("DEIS"), "DEIS", None),
+        ("forge", ask("DEIS"), "DEIS", "Schedule type: Automatic"),
         ("forge", ask("Euler", scheduler="Turbo"), "Euler", "Schedule type: Turbo"),
         # SD.Next: case-insensitive names, `scheduler` ignored, schedulers_sigma picks Karras.
         ("sdnext", ask("euler A"), "Euler a", None),
@@ -305,7 +305,10 @@ def test_substitution_is_reported_in_info_and_infotext() -> None:
         assert data["parameters"]["sampler_name"] == "DPM++ 2M"  # the echo is the request
         assert (info["sampler_name"], info["steps"], info["width"]) == ("Euler a", 4, 40)
         assert info["cfg_scale"] == 5.0
-        assert "Steps: 4, Sampler: Euler a, CFG scale: 5.0," in info["infotexts"][0]
+        assert (
+            "Steps: 4, Sampler: Euler a, Schedule type: Automatic, CFG scale: 5.0,"
+            in info["infotexts"][0]
+        )
         assert "Size: 40x48" in info["infotexts"][0]
         assert png(data["images"][0]).size == (40, 48)
         assert server.generated[-1].sampler_name == "Euler a"
