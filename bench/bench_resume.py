@@ -1,12 +1,18 @@
-"""Benchmark: how long a rerun takes to find what is left of a big job before its first request.
+"""Benchmark: a rerun of a finished big job, as `sdbatch run` does it, pictures included.
 
-A 100,000-image job (one prompt x 100,000 seeds) whose output dir holds a 100,000-row manifest
-and the 100,000 small files it names; 1% of them deleted, so there is something left to do.
-Measured: claiming the dir and reading the manifest (`open_output`, which stats every file) plus
-walking the plan for the ids left (`todo`). Baseline, in the same run: only reading and parsing
-the manifest's lines, the least any resume must do. Target: <= 2 s.
+A job of one prompt x N seeds (default 100,000) whose output dir holds the manifest, the N small
+files it names, the gallery and the summary a finished run leaves. Measured, each in its own
+process, min/median/max of --repeat runs, wall time and peak RSS:
 
-Usage: python bench/bench_resume.py [--rows N]
+- baseline: read every manifest line with json.loads and stat the file it names — the least
+  any resume must do;
+- sdbatch: the whole `sdbatch run JOB --out DIR --server URL` on that dir (claim, read, check
+  files, walk the plan, preflight against a stand-in, nothing to send, pictures, summary).
+
+Targets: sdbatch <= 2x the baseline and <= 100 MB peak RSS at 10^5 rows; `--rows 1000000`:
+<= 10 s and <= 200 MB.
+
+Usage: python bench/bench_resume.py [--rows N] [--repeat K]
 """
 
 from __future__ import annotations
@@ -14,24 +20,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import bench_job
+import yaml
+from _common import free_port
 
-from sdbatch.job.loader import ServerConfig
-from sdbatch.output.resume import open_output, todo
-from sdbatch.plan.expand import Plan, build_plan
+from sdbatch.job.loader import load_job
+from sdbatch.plan.expand import build_plan
+
+BASELINE = """
+import json, os, sys
+out = sys.argv[1]
+n = 0
+with open(os.path.join(out, "manifest.jsonl"), "rb") as fh:
+    for line in fh:
+        row = json.loads(line)
+        try:
+            os.stat(os.path.join(out, row["file"]))
+        except OSError:
+            pass
+        n += 1
+print(n)
+"""
 
 
-def make_plan(rows: int) -> Plan:
-    return build_plan(bench_job(ServerConfig(), rows))
-
-
-def populate(out: Path, plan: Plan) -> int:
-    """Write the files and the manifest a finished run would have left; delete 1% of files."""
-    missing = 0
+def populate(out: Path, job_file: Path) -> None:
+    """What a finished run leaves: every file, its row, then the gallery and summary."""
+    plan = build_plan(load_job(job_file))
+    out.mkdir()
     with (out / "manifest.jsonl").open("w") as manifest:
         for item in plan:
             name = f"{item.index:06d}-{item.payload['seed']}.png"
@@ -41,49 +62,97 @@ def populate(out: Path, plan: Plan) -> int:
             row = {
                 "id": item.image_id(0),
                 "status": "ok",
-                "job": "bench",
                 "file": name,
+                "image_index": 0,
                 "seed": item.payload["seed"],
                 "sha256": "0" * 64,
                 "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
+                "width": 64,
+                "height": 64,
+                "sampler_name": "Euler",
+                "scheduler": "Automatic",
+                "sd_model_name": "v1-5-pruned-emaonly",
+                "job": "bench",
+                "payload_id": item.id,
+                "payload_index": item.index,
+                "plan": plan.fingerprint,
+                "prompt_index": 0,
+                "cell": {},
+                "vars": {},
                 "payload": dict(item.payload),
+                "parameters": {"Steps": "2", "Sampler": "Euler", "Seed": str(item.payload["seed"])},
+                "attempts": 1,
+                "error": None,
+                "mismatch": None,
             }
             manifest.write(json.dumps(row) + "\n")
-            if item.index % 100 == 0:
-                os.unlink(path)
-                missing += 1
-    return missing
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB and stderr of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd} exited {proc.returncode}: {err[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024, err
+
+
+def stats(values: list[float]) -> str:
+    return f"{min(values):7.2f} {statistics.median(values):7.2f} {max(values):7.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    plan = make_plan(args.rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        missing = populate(out, plan)
-
-        start = time.perf_counter()
-        with (out / "manifest.jsonl").open() as fh:
-            parsed = sum(1 for line in fh if json.loads(line))
-        baseline = time.perf_counter() - start
-
-        start = time.perf_counter()
-        state = open_output(out, "bench")
-        left = todo(plan, state.done)
-        found = time.perf_counter() - start
-        state.release()
-
-    assert parsed == args.rows and left.images == missing, (left.images, missing)
-    print(f"{'measure':44} {'seconds':>8} {'ratio':>7}  target")
-    print(f"{'baseline: parse every manifest line':44} {baseline:>8.3f} {1.0:>7.2f}")
-    print(
-        f"{'sdbatch: lock, read, stat files, walk plan':44} {found:>8.3f} "
-        f"{found / baseline:>7.2f}  <= 2 s"
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sdbatch", "mock-webui", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    print(f"({args.rows} rows, {missing} images left to do)")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            job = {
+                "name": "bench",
+                "defaults": {"steps": 2, "width": 64, "height": 64, "sampler_name": "Euler"},
+                "prompts": ["a lighthouse at dusk"],
+                "seeds": {"start": 1, "count": args.rows},
+            }
+            job_file = work / "bench.yaml"
+            job_file.write_text(yaml.safe_dump(job), encoding="utf-8")
+            out = work / "out"
+            populate(out, job_file)
+            run = [sys.executable, "-m", "sdbatch", "run", str(job_file), "--out", str(out)]
+            run += ["--server", f"http://127.0.0.1:{port}", "--wait", "30", "--quiet"]
+            timed(run)  # the first rerun builds the pictures a finished run would have left
+            base = [timed([sys.executable, "-c", BASELINE, str(out)]) for _ in range(args.repeat)]
+            ours = [timed(run) for _ in range(args.repeat)]
+            summary = json.loads((out / "summary.json").read_text())
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert summary["skipped"] == args.rows and summary["done"] == 0, summary
+    base_t, ours_t = [b[0] for b in base], [o[0] for o in ours]
+    ratio = [t / statistics.median(base_t) for t in ours_t]
+    print(f"{args.rows} rows, {args.repeat} runs each: min / median / max")
+    print(f"{'measure':40} {'seconds':>23} {'ratio':>23} {'peak RSS MB':>23}")
+    print(
+        f"{'baseline: parse + stat':40} {stats(base_t):>23} {stats([1.0] * len(base_t)):>23} "
+        f"{stats([b[1] for b in base]):>23}"
+    )
+    print(
+        f"{'sdbatch run (nothing left to do)':40} {stats(ours_t):>23} {stats(ratio):>23} "
+        f"{stats([o[1] for o in ours]):>23}"
+    )
+    print("targets: ratio <= 2 and RSS <= 100 MB at 10^5 rows; <= 10 s and <= 200 MB at 10^6")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 `main(argv) -> int` parses arguments, calls one command function, and is the one place where
 exceptions become messages and exit codes. Commands contain no `sys.exit` and print no traceback.
+
+Each command imports the stages it uses when it runs, not this module: `--help`, `validate` and
+`plan` then start without requests, tenacity, Pillow or the stand-in server (test_cli checks).
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sdbatch import __version__
-from sdbatch.backends.base import Connection
-from sdbatch.backends.registry import backend_for
-from sdbatch.backends.session import AUTH_ENV, parse_auth
+from sdbatch.backends.auth import AUTH_ENV, parse_auth
 from sdbatch.errors import (
     ExitCode,
     JobValidationError,
@@ -29,20 +30,21 @@ from sdbatch.errors import (
     Problem,
     SdbatchError,
 )
-from sdbatch.job.loader import Job, load_job
-from sdbatch.output.resume import fresh_dir
-from sdbatch.output.writer import RunInfo
-from sdbatch.pictures.gallery import build_gallery
-from sdbatch.pictures.sheet import sheet_command
-from sdbatch.plan.expand import Plan, build_plan
-from sdbatch.run.progress import Console
-from sdbatch.run.runner import run_job
-from sdbatch.standin.a1111 import cli as mock_cli
 
-Command = Callable[[argparse.Namespace, Console], int]
+if TYPE_CHECKING:
+    from sdbatch.backends.base import Connection
+    from sdbatch.job.loader import Job
+    from sdbatch.output.writer import RunInfo
+    from sdbatch.plan.expand import Plan
+    from sdbatch.run.progress import Console
+
+Command = Callable[[argparse.Namespace, "Console"], int]
+MOCK_WEBUI = "mock-webui"
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.job.loader import load_job
+
     problems: list[Problem] = []
     for path in args.jobs:
         try:
@@ -64,6 +66,9 @@ def _describe(plan: Plan) -> str:
 
 
 def _plan(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.job.loader import load_job
+    from sdbatch.plan.expand import build_plan
+
     plan = build_plan(load_job(args.job))
     header = _describe(plan)
     # With --json stdout carries only JSON lines, so the count goes to stderr.
@@ -85,6 +90,8 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path, RunInfo]:
+    from sdbatch.output.writer import RunInfo
+
     # {date} and {time} resolve once, at the start of the run, so a run past midnight stays in
     # one dir; a rerun the same day (same {date}) resumes it.
     run = RunInfo(name=job.name, date=now.strftime("%Y-%m-%d"), time=now.strftime("%H%M%S"))
@@ -93,6 +100,8 @@ def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path,
 
 
 def _job_for_run(args: argparse.Namespace) -> Job:
+    from sdbatch.job.loader import load_job
+
     job = load_job(args.job)
     server = job.server
     if args.server:  # repeated: several webuis
@@ -104,11 +113,17 @@ def _job_for_run(args: argparse.Namespace) -> Job:
 
 def _connect(job: Job, args: argparse.Namespace, *, preflight: bool) -> Connection:
     """The job's servers through the backend its `server.type` names, preflight included."""
+    from sdbatch.backends.registry import backend_for
+
     auth = parse_auth(args.api_auth or os.environ.get(AUTH_ENV))
     return backend_for(job).connect(job, auth=auth, preflight=preflight, environ=os.environ)
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.output.resume import fresh_dir
+    from sdbatch.plan.expand import build_plan
+    from sdbatch.run.runner import run_job
+
     job = _job_for_run(args)
     plan = build_plan(job)
     out_dir, run = _output_dir(job, args.out, dt.datetime.now())
@@ -139,18 +154,24 @@ def _check(args: argparse.Namespace, console: Console) -> int:
 
 
 def _sheet(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.pictures.sheet import sheet_command
+
     for path in sheet_command(Path(args.out_dir), args.x, args.y, args.z):
         print(path, file=console.out)
     return ExitCode.OK
 
 
 def _gallery(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.pictures.gallery import build_gallery
+
     # read_records, under build_gallery, says so when the dir holds no manifest.
     print(build_gallery(Path(args.out_dir)), file=console.out)
     return ExitCode.OK
 
 
 def _mock_webui(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.standin.a1111 import cli as mock_cli
+
     return mock_cli.run(args, out=console.out)
 
 
@@ -228,10 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUTDIR")
     p.set_defaults(func=_gallery)
 
-    p = sub.add_parser("mock-webui", help="serve the built-in stand-in webui")
-    mock_cli.add_arguments(p)
+    # The stand-in's options live in its own module, which imports the whole stand-in, so
+    # parse_args adds them only once the command is mock-webui; until then whatever follows
+    # the command, -h included, is left over for that parser.
+    p = sub.add_parser(MOCK_WEBUI, help="serve the built-in stand-in webui", add_help=False)
     p.set_defaults(func=_mock_webui)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, with the arguments of mock-webui parsed by their own parser."""
+    args, rest = parser.parse_known_args(argv)
+    if args.command != MOCK_WEBUI:
+        if rest:  # what parse_args says
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args
+    from sdbatch.standin.a1111 import cli as mock_cli
+
+    mock = argparse.ArgumentParser(prog=f"{parser.prog} {MOCK_WEBUI}")
+    mock_cli.add_arguments(mock)
+    return mock.parse_args(rest, namespace=args)
 
 
 def _open_log(args: argparse.Namespace) -> TextIO:
@@ -258,9 +295,10 @@ def _route_logging(console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """Run one command; return its exit code. The only place errors become exit codes."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if console is None:
+        from sdbatch.run.progress import Console
+
         console = Console(sys.stdout, sys.stderr, is_tty=sys.stderr.isatty())
     console = dataclasses.replace(console, quiet=getattr(args, "quiet", False))
     try:

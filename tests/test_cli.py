@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +63,57 @@ def test_console_script_entry_point_runs() -> None:
     assert proc.returncode == 2
     assert expected_position(INVALID[0]) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# What only `run`, `check` and `mock-webui` need; `--help`, `validate` and `plan` must not pay
+# for importing them.
+RUN_ONLY = (
+    "requests",
+    "urllib3",
+    "tenacity",
+    "PIL",
+    "filelock",
+    "sdbatch.backends.base",
+    "sdbatch.backends.session",
+    "sdbatch.backends.a1111.worker",
+    "sdbatch.output.resume",
+    "sdbatch.run.runner",
+    "sdbatch.standin.a1111",
+    "sdbatch.standin.a1111.webui",
+)
+# What validate and plan need, but --help does not.
+JOB_ONLY = ("yaml", "jsonschema", "sdbatch.job.loader")
+IMPORTED_AFTER = """
+import contextlib, io, json, sys
+import sdbatch.cli
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    code = sdbatch.cli.main(sys.argv[1:])
+    assert code == 0, code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "absent"),
+    [
+        (["--help"], RUN_ONLY + JOB_ONLY),
+        (["validate", "jobs/cats.yaml"], RUN_ONLY),
+        (["plan", "jobs/sweep.yaml"], RUN_ONLY),
+    ],
+    ids=["help", "validate", "plan"],
+)
+def test_commands_without_a_server_import_no_run_only_module(
+    argv: list[str], absent: tuple[str, ...]
+) -> None:
+    for name in absent:  # each name is a real module, so its absence below means something
+        importlib.import_module(name)
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTED_AFTER, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = set(json.loads(proc.stdout.splitlines()[-1]))
+    assert sorted(imported & set(absent)) == []

@@ -97,7 +97,13 @@ class Worker(Protocol):
 
     @property
     def model_switches(self) -> int:
-        """How often this server had to load another checkpoint for us."""
+        """How often this server loaded another checkpoint for us, in the order it ran them."""
+        ...
+
+    def model(self, item: PlannedPayload) -> str | None:
+        """The checkpoint the server runs `item` on, in the server's own spelling; None when
+        `item` leaves it to the server. The run loop never has payloads of two checkpoints at
+        one server at once, so that it loads each once however the requests race there."""
         ...
 
     def submit(self, item: PlannedPayload) -> Outcome:

@@ -1,8 +1,9 @@
 """The HTTP session each webui gets: credentials, proxy headers and TLS settings, and nothing of
-them anywhere else. Secrets come from the environment or the command line, go into the session's
-headers, and are never logged, recorded or shown in a message.
+them anywhere else. Secrets come from the environment or the command line (`auth` reads them),
+go into the session's headers, and are never logged, recorded or shown in a message.
 
-Entry point: `make_session(server, auth=...) -> requests.Session`.
+Entry point: `make_session(server, auth=...) -> requests.Session`; `generation_headers(server)`
+adds what only txt2img requests send.
 """
 
 from __future__ import annotations
@@ -15,23 +16,13 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from sdbatch.backends.auth import AUTH_ENV
 from sdbatch.errors import UsageError
 from sdbatch.job.loader import ServerConfig
 
-AUTH_ENV = "SDBATCH_API_AUTH"
 # Two request threads per webui, a /progress poll and an interrupt may all be open at once.
 POOL_SIZE = 8
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def parse_auth(value: str | None) -> tuple[str, str] | None:
-    """`user:pass` (the webui's --api-auth form) into a pair; the password may contain ':'."""
-    if not value:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user:
-        raise UsageError(f"--api-auth / {AUTH_ENV} must look like USER:PASSWORD")
-    return user, password
 
 
 def expand_headers(headers: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -56,6 +47,20 @@ def check_url(url: str) -> str:
     if parts.username or parts.password:
         raise UsageError(f"put credentials in --api-auth or {AUTH_ENV}, not in the URL")
     return url
+
+
+def generation_headers(server: ServerConfig) -> dict[str, str]:
+    """Headers a txt2img POST sends on top of the session's.
+
+    The webui gzips every answer of 1000 bytes or more at level 9. Its base64 PNGs barely shrink,
+    and un-gzipping them took a large share of a request thread's time, so by default a
+    generation asks for the body as it is; `server.gzip: true` is for a link slow enough that the
+    saved bytes are worth it. Other requests keep requests' default: their answers are small. An
+    Accept-Encoding the job sets in `server.headers` is an explicit choice and wins.
+    """
+    if server.gzip or any(name.lower() == "accept-encoding" for name in server.headers):
+        return {}
+    return {"Accept-Encoding": "identity"}
 
 
 def make_session(

@@ -40,6 +40,7 @@ class ServerConfig:
     # everything recorded from it, never holds the secret.
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: bool | str = True  # TLS verification, or a CA bundle path
+    gzip: bool = False  # let the webui gzip txt2img answers (worth it only on a slow link)
 
     @property
     def all_urls(self) -> tuple[str, ...]:
@@ -242,6 +243,7 @@ def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -
             concurrency=int(server.get("concurrency", ServerConfig.concurrency)),
             headers=dict(server.get("headers") or {}),
             verify=server.get("verify", True),
+            gzip=bool(server.get("gzip", ServerConfig.gzip)),
         ),
         defaults=dict(data.get("defaults") or {}),
         prompts=tuple(prompts),

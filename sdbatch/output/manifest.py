@@ -10,7 +10,9 @@ with `seed` the seed the server used. Rows written before `vars`/`template` exis
 
 from __future__ import annotations
 
+import heapq
 import json
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,9 @@ MANIFEST = "manifest.jsonl"
 # still tells its sheets which rows and columns it meant to fill.
 PLANNED = "plan.json"
 
+# Rows further than this out of plan order are sorted all at once, nearer ones through a heap.
+WINDOW = 4096
+
 # What the server says it used: the payload may leave these to the webui's defaults.
 SERVER_FIELDS = ("sampler_name", "scheduler", "sd_model_name", "width", "height")
 
@@ -33,7 +38,7 @@ SERVER_FIELDS = ("sampler_name", "scheduler", "sd_model_name", "width", "height"
 class Record:
     id: str
     job: str | None
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "mismatch" (saved, made otherwise than asked) or "failed"
     file: str | None  # relative to the output dir; None for a failed payload
     seed: int | None
     payload_id: str
@@ -48,7 +53,8 @@ class Record:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """An image on record (a mismatch is one too, with a note)."""
+        return self.status in ("ok", "mismatch")
 
 
 def value_key(value: Any) -> str:
@@ -88,7 +94,7 @@ def _record(row: Mapping[str, Any], line: int) -> Record:
     return Record(
         id=str(row.get("id")),
         job=str(row["job"]) if row.get("job") else None,
-        status="ok" if row.get("status") == "ok" else "failed",
+        status=str(row["status"]) if row.get("status") in ("ok", "mismatch") else "failed",
         file=str(row["file"]) if row.get("file") else None,
         seed=_int(seed) if seed is not None else None,
         payload_id=str(row.get("payload_id", row.get("id"))),
@@ -128,18 +134,170 @@ def parse_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
         yield line_no, row if isinstance(row, dict) else None
 
 
+def iter_rows(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
+    """(line number, byte offset, row) for each line of a manifest, read as a stream: a 10^6-row
+    manifest is never held whole. The row is None for a line that is not a JSON object, and
+    for a last line without its newline (a crash cut it short mid-append)."""
+    with path.open("rb") as fh:
+        offset = 0
+        for line_no, raw in enumerate(fh):
+            row: Any = None
+            if raw.endswith(b"\n"):
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    row = None
+            yield line_no, offset, row if isinstance(row, dict) else None
+            offset += len(raw)
+
+
+def _open_manifest(out_dir: Path) -> Path:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{out_dir} has no {MANIFEST}: not an sdbatch output dir")
+    return path
+
+
+class _Seen:
+    """A Bloom filter over id hashes, about two bytes per expected row: "maybe seen" or "not
+    seen". Only its "maybe" answers are remembered exactly, so InForce stays exact with no set
+    of every id (that set was most of the memory of drawing a 10^5-image gallery)."""
+
+    def __init__(self, rows: int) -> None:
+        self._size = max(1 << 16, rows * 16)  # bits
+        self._bits = bytearray(self._size // 8 + 1)
+
+    def add(self, value: int) -> bool:
+        """Mark `value`; True if it may have been marked before."""
+        found = True
+        for h in (value, value >> 21 ^ value * 0x9E3779B1):
+            bit = h % self._size
+            byte, mask = bit >> 3, 1 << (bit & 7)
+            if not self._bits[byte] & mask:
+                found = False
+                self._bits[byte] |= mask
+        return found
+
+
+class InForce:
+    """The rows in force (as `in_force` decides) in plan order, without holding them all. The
+    first pass (on creation) keeps two numbers per row (plan position, byte offset) in flat
+    arrays, and which ids repeat; iterating reads the rows back one at a time in plan order —
+    the order they were written in, unless a rerun appended some later, then sorted. About 20
+    bytes per row, not the kilobytes a parsed row takes."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = _open_manifest(out_dir)
+        self._where = array("Q")  # per kept line: payload_index << 20 | image_index
+        self._offsets = array("Q")
+        self._idbits = array("L")  # the low 32 bits of each id hash, to find repeats fast
+        self._last: dict[int, int] = {}  # id hash -> its last line, for ids that may repeat
+        self.jobs: set[str] = set()
+        failed_at: dict[int, int] = {}  # payload id hash -> line of its latest failed row
+        made_after: dict[int, int] = {}  # payload id hash -> last ok line after a failure
+        seen = _Seen(self.path.stat().st_size // 300)
+        self._sorted = True
+        try:
+            for _, offset, row in iter_rows(self.path):
+                if not row or "id" not in row:
+                    continue
+                line = len(self._offsets)  # rows are numbered as kept: later is bigger
+                ident, payload = _hashes(row)
+                if row.get("job"):
+                    self.jobs.add(str(row["job"]))
+                if seen.add(ident & 0xFFFFFFFFFFFFFFFF):
+                    self._last[ident] = line  # a false "maybe" names the row itself: harmless
+                if row.get("status") in ("ok", "mismatch"):
+                    if payload in failed_at:
+                        made_after[payload] = line
+                else:
+                    failed_at[payload] = line
+                image = min(_int(row.get("image_index")), 0xFFFFF)
+                where = min(_int(row.get("payload_index")), 1 << 43) << 20 | image
+                if self._where and where < self._where[-1]:
+                    self._sorted = False
+                self._where.append(where)
+                self._offsets.append(offset)
+                self._idbits.append(ident & 0xFFFFFFFF)
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        # A failed payload that a later run made after all is not in force (its id is the
+        # payload's; the images made later have their own).
+        self._made_after = {
+            p: made_after[p] for p, at in failed_at.items() if made_after.get(p, -1) > at
+        }
+        self._count = len(self._where) - len(self._made_after) - self._superseded()
+
+    def _superseded(self) -> int:
+        """Rows a later row of the same id replaces (read back only for the ids that repeat)."""
+        if not self._last:
+            return 0
+        later = set(self._last.values())
+        maybe = {ident & 0xFFFFFFFF for ident in self._last}
+        count = 0
+        with self.path.open("rb") as fh:
+            for n, bits in enumerate(self._idbits):
+                if bits not in maybe or n in later:
+                    continue
+                fh.seek(self._offsets[n])
+                ident, _ = _hashes(json.loads(fh.readline()))
+                count += ident in self._last
+        return count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _windowed(self) -> Iterator[tuple[int, int]]:
+        """(plan position, row number) in plan order for rows at most WINDOW rows out of place
+        — two requests in flight, or several webuis, finish a little out of order — with a
+        heap of WINDOW entries instead of sorting them all."""
+        heap: list[tuple[int, int]] = []
+        for n, where in enumerate(self._where):
+            heapq.heappush(heap, (where, n))
+            if len(heap) > WINDOW:
+                yield heapq.heappop(heap)
+        while heap:
+            yield heapq.heappop(heap)
+
+    def _order(self) -> Iterable[int]:
+        if self._sorted:
+            return range(len(self._where))
+        # The heap order is right if it never goes back (checked on the numbers alone first).
+        previous = -1
+        for where, _ in self._windowed():
+            if where < previous:  # a rerun appended rows far from their place: sort them all
+                return sorted(range(len(self._where)), key=self._where.__getitem__)
+            previous = where
+        return (n for _, n in self._windowed())
+
+    def __iter__(self) -> Iterator[Record]:
+        order = self._order()
+        try:
+            with self.path.open("rb") as fh:
+                for line in order:
+                    fh.seek(self._offsets[line])
+                    row = json.loads(fh.readline())
+                    ident, payload = _hashes(row)
+                    if self._last.get(ident, line) != line:
+                        continue  # a later row of the same id supersedes this one
+                    record = _record(row, line)
+                    if not record.ok and self._made_after.get(payload, -1) > line:
+                        continue
+                    yield record
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+
+
+def _hashes(row: Mapping[str, Any]) -> tuple[int, int]:
+    """The row's id and its payload's id, hashed (within one process: never stored)."""
+    ident = str(row["id"])
+    return hash(ident), hash(str(row.get("payload_id", ident)))
+
+
 def read_records(out_dir: Path) -> list[Record]:
     """The rows in force in `out_dir`'s manifest. A torn or foreign line is skipped: the run
     that wrote it may have been killed mid-append."""
-    path = out_dir / MANIFEST
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise UsageError(f"{out_dir} has no {MANIFEST}: not an sdbatch output dir") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    records = [_record(row, n) for n, row in parse_lines(text) if row and "id" in row]
-    return in_force(records)
+    return list(InForce(out_dir))
 
 
 def planned_axes(out_dir: Path) -> dict[str, list[Any]]:

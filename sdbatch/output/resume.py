@@ -11,26 +11,81 @@ import contextlib
 import gc
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import filelock
 
 from sdbatch.errors import OutputError, RunLockedError, UsageError
-from sdbatch.output.manifest import MANIFEST, parse_lines
+from sdbatch.output.manifest import MANIFEST, iter_rows
 from sdbatch.plan.expand import Plan, PlannedPayload
 
 LOCK = ".sdbatch.lock"
 OWNER = ".sdbatch.owner"  # the pid of the run holding the lock, for the message of the next one
 
 
+class Masks:
+    """Plan position -> bitmask of finished image indexes: a byte per payload while masks fit
+    in one (batch_size x n_iter <= 8, the usual case), a dict beside it for the rest."""
+
+    def __init__(self) -> None:
+        self._bytes = bytearray()
+        self._wide: dict[int, int] = {}
+
+    def add(self, index: int, image: int) -> None:
+        if index < 0 or image < 0:
+            return
+        if image >= 8:
+            self._wide[index] = self._wide.get(index, 0) | 1 << image
+            return
+        if index >= len(self._bytes):
+            self._bytes.extend(bytes(index + 1 - len(self._bytes) + len(self._bytes) // 2))
+        self._bytes[index] |= 1 << image
+
+    def get(self, index: int, default: int = 0) -> int:
+        low = self._bytes[index] if index < len(self._bytes) else 0
+        return (low | self._wide.get(index, 0)) or default
+
+    def __bool__(self) -> bool:
+        return bool(self._wide) or any(self._bytes)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The images an earlier run finished, kept small: a 10^6-row manifest must resume in
+    seconds and a few hundred MB. Each payload's finished images are a bitmask of image indexes,
+    found by plan position when the row was written by this same plan (its `plan` fingerprint),
+    else by payload id, else (rows older than payload ids) by image id."""
+
+    by_index: Masks = field(default_factory=lambda: Masks())
+    by_payload: Mapping[int, int] = field(default_factory=dict)  # int(payload_id, 16) -> mask
+    ids: frozenset[str] = frozenset()
+    count: int = 0  # rows counted, duplicates included
+
+    def mask(self, item: PlannedPayload) -> int:
+        mask = self.by_index.get(item.index, 0)
+        if self.by_payload:  # only then is the payload's content hashed
+            mask |= self.by_payload.get(int(item.id, 16), 0)
+        if self.ids:
+            for i in range(item.image_count):
+                if item.image_id(i) in self.ids:
+                    mask |= 1 << i
+        return mask
+
+    def has(self, item: PlannedPayload, image_index: int) -> bool:
+        return bool(self.mask(item) >> image_index & 1)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_index or self.by_payload or self.ids)
+
+
 @dataclass(frozen=True)
 class OutputState:
     out_dir: Path
     lock: filelock.BaseFileLock
-    done: frozenset[str]  # image ids whose file is on disk as recorded
-    files: frozenset[str]  # files named by ok rows, done or not
+    done: Done  # images whose file is on disk as recorded
     torn_lines: int  # unparsable manifest lines skipped (a crash mid-append)
 
     def release(self) -> None:
@@ -44,14 +99,19 @@ class Todo:
     """The plan minus what is done: `payloads` yields the ones with at least one image to make."""
 
     plan: Plan
-    done: frozenset[str]
+    done: Done
     done_images: int = 0
     images: int = 0
-    _skip: set[int] = field(default_factory=set)
+    _skip: bytearray = field(default_factory=bytearray)  # a bit per payload: all done
+
+    def skipped(self, index: int) -> bool:
+        return index >> 3 < len(self._skip) and bool(self._skip[index >> 3] >> (index & 7) & 1)
 
     def payloads(self) -> Iterator[PlannedPayload]:
+        if self.images == 0:  # all done: no second walk of a 10^6-payload plan to find nothing
+            return
         for item in self.plan:
-            if item.index not in self._skip:
+            if not self.skipped(item.index):
                 yield item
 
 
@@ -71,27 +131,41 @@ def _lock(out_dir: Path) -> filelock.BaseFileLock:
     return lock
 
 
-@dataclass(frozen=True)
-class _Done:
-    """What resuming needs of an ok row; the rest (payloads) is dropped as soon as it is read,
-    which keeps a 100,000-row manifest from tying up the garbage collector."""
+def _intact(out_dir: str, row: Mapping[str, Any], verify: bool) -> bool:
+    """The file is there with the recorded content. Size and mtime as recorded stand in for the
+    hash (a 100,000-image dir must resume in seconds); anything else, or --verify, hashes."""
+    path = os.path.join(out_dir, str(row.get("file")))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not verify and st.st_size == row.get("size") and st.st_mtime_ns == row.get("mtime_ns"):
+        return True
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == row.get("sha256")
 
-    id: str
-    file: str
-    size: object
-    mtime_ns: object
-    sha256: object
 
-
-def _read_manifest(path: Path, job_name: str, strict: bool) -> tuple[list[_Done], int]:
-    """The ok rows and the number of unparsable lines. A line cut short by a crash is dropped
-    from the file itself, so the next append starts on a fresh line."""
+def _read_manifest(
+    out_dir: Path, job_name: str, *, strict: bool, verify: bool, plan: str | None
+) -> tuple[Done, int]:
+    """One pass over the manifest: each kept row's file is checked as it is read, and only what
+    resuming needs of it is kept: its plan position or payload, and which image it is.
+    A line cut short by a crash is dropped from the file itself, so the next append starts on
+    a fresh line."""
+    path = out_dir / MANIFEST
+    by_index = Masks()
+    by_payload: dict[int, int] = {}
+    ids: set[str] = set()
+    count = torn = 0
     if not path.exists():
-        return [], 0
-    data = path.read_bytes()
-    cut = data.rfind(b"\n") + 1  # everything after the last newline is a torn row
-    ok, torn = [], 0
-    for _, row in parse_lines(data[:cut].decode("utf-8", errors="replace")):
+        return Done(), 0
+    where = str(out_dir)
+    last_line = 0
+    for _, offset, row in iter_rows(path):  # a stream: a 10^6-row manifest is never held whole
+        last_line = offset
         if row is None:
             torn += 1
             continue
@@ -102,44 +176,47 @@ def _read_manifest(path: Path, job_name: str, strict: bool) -> tuple[list[_Done]
             )
         # A mismatch (the webui made it otherwise than asked) is kept, not made again: the same
         # webui would substitute again. Under --strict it counts as failed and is retried.
-        if row.get("status") == "ok" or (row.get("status") == "mismatch" and not strict):
-            ok.append(
-                _Done(
-                    str(row.get("id")),
-                    str(row.get("file")),
-                    row.get("size"),
-                    row.get("mtime_ns"),
-                    row.get("sha256"),
-                )
-            )
-    if cut < len(data):
-        torn += 1
-        with path.open("r+b") as fh:
-            fh.truncate(cut)
-    return ok, torn
-
-
-def _intact(out_dir: str, row: _Done, verify: bool) -> bool:
-    """The file is there with the recorded content. Size and mtime as recorded stand in for the
-    hash (a 100,000-image dir must resume in seconds); anything else, or --verify, hashes."""
-    path = os.path.join(out_dir, row.file)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if not verify and st.st_size == row.size and st.st_mtime_ns == row.mtime_ns:
-        return True
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == row.sha256
+        status = row.get("status")
+        if not (status == "ok" or (status == "mismatch" and not strict)):
+            continue
+        if not _intact(where, row, verify):
+            continue
+        count += 1
+        index, image, payload_id = (
+            row.get("payload_index"),
+            row.get("image_index"),
+            row.get("payload_id"),
+        )
+        if not isinstance(image, int) or not isinstance(payload_id, str):
+            ids.add(str(row.get("id")))
+        elif plan is not None and row.get("plan") == plan and isinstance(index, int):
+            by_index.add(index, image)
+        else:
+            try:
+                key = int(payload_id, 16)
+            except ValueError:
+                ids.add(str(row.get("id")))
+                continue
+            by_payload[key] = by_payload.get(key, 0) | 1 << image
+    with path.open("r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                fh.truncate(last_line)  # the torn last line, counted above
+    return Done(by_index, by_payload, frozenset(ids), count), torn
 
 
 def open_output(
-    out_dir: Path, job_name: str, *, verify: bool = False, strict: bool = False
+    out_dir: Path,
+    job_name: str,
+    *,
+    verify: bool = False,
+    strict: bool = False,
+    plan: str | None = None,
 ) -> OutputState:
-    """Claim `out_dir` for this run and read what is done in it."""
+    """Claim `out_dir` for this run and read what is done in it. `plan` is this run's plan
+    fingerprint (`Plan.fingerprint`): rows written under it are matched by position."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock(out_dir)
@@ -152,29 +229,30 @@ def open_output(
         # only rescan them over and over (it doubled the time), so it pauses meanwhile.
         gc.disable()
         try:
-            ok, torn = _read_manifest(out_dir / MANIFEST, job_name, strict)
+            done, torn = _read_manifest(out_dir, job_name, strict=strict, verify=verify, plan=plan)
         finally:
             gc.enable()
-        done = frozenset(row.id for row in ok if _intact(str(out_dir), row, verify))
     except BaseException:
         lock.release()
         raise
-    return OutputState(out_dir, lock, done, frozenset(row.file for row in ok), torn)
+    return OutputState(out_dir, lock, done, torn)
 
 
-def todo(plan: Plan, done: frozenset[str]) -> Todo:
+def todo(plan: Plan, done: Done) -> Todo:
     """Count and mark what is left. A payload is sent again if any of its images is missing;
     the writer then skips the images already done, so none is recorded twice."""
     result = Todo(plan, done)
     if not done:  # a fresh run: nothing to look up
         result.images = plan.image_count
         return result
+    result._skip = bytearray((plan.payload_count + 7) // 8)
     for item in plan:
-        finished = sum(item.image_id(i) in done for i in range(item.image_count))
+        count = item.image_count
+        finished = (done.mask(item) & ((1 << count) - 1)).bit_count()
         result.done_images += finished
-        result.images += item.image_count - finished
-        if finished == item.image_count:
-            result._skip.add(item.index)
+        result.images += count - finished
+        if finished == count:
+            result._skip[item.index >> 3] |= 1 << (item.index & 7)
     return result
 
 

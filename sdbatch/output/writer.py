@@ -1,8 +1,11 @@
 """Stage 4: save images atomically and append one manifest row per image (or failed payload).
 
-Entry point: `Writer.write(outcome) -> list[dict]`, the rows it appended. A row is flushed and
-synced before `write` returns, and an image file is renamed into place before its `ok` row is
-written, so a crash can leave an image without a row but never a row without its image.
+Entry points: `Writer.write(outcome)` saves the outcome's images and queues their rows;
+`Writer.flush() -> list[dict]` makes the queued images durable (fsync, several at a time: fsync
+releases the GIL), then appends their rows in one write and syncs the manifest once — a group
+commit, so one writer thread keeps up with many webuis. An image file is linked into place and
+synced before its row is written, so a crash can leave an image without a row (the next run
+adopts it) but never a row without its image.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,11 @@ from typing import Any
 from sdbatch.backends.base import USED_FIELDS, DecodeError, GeneratedImage, Outcome, Response
 from sdbatch.errors import OutputError
 from sdbatch.output.atomic import replace_file
-from sdbatch.output.manifest import MANIFEST
+from sdbatch.output.manifest import MANIFEST, parse_lines
+from sdbatch.output.resume import Done
 
 SUMMARY = "summary.json"
+SYNC_THREADS = 4  # image files synced at once by a flush
 
 
 def image_extension(data: bytes) -> str:
@@ -62,6 +68,14 @@ PostCheck = Callable[[str, GeneratedImage], Mapping[str, list[Any]]]
 Decode = Callable[[Response], list[GeneratedImage]]
 
 
+def _sync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Replace a small JSON file whole (temporary file + rename): summary.json and plan.json
     describe the latest run."""
@@ -82,6 +96,31 @@ class RunInfo:
     rng_seed: int | None = None  # the generator behind `seeds: {count: N}`
 
 
+class _Claimed:
+    """The files that ok rows point at, looked up only when a new image's name is taken on
+    disk (an orphan of a killed run, or a template that repeats names): read from the manifest
+    then, and kept up to date from there on. A run whose names never collide holds none of
+    them, so its memory does not grow with the run."""
+
+    def __init__(self, manifest: Path) -> None:
+        self._manifest = manifest
+        self._names: set[str] | None = None
+
+    def __contains__(self, name: str) -> bool:
+        if self._names is None:
+            text = self._manifest.read_text(encoding="utf-8", errors="replace")
+            self._names = {
+                str(row.get("file"))
+                for _, row in parse_lines(text)
+                if row and row.get("status") in ("ok", "mismatch")
+            }
+        return name in self._names
+
+    def add(self, name: str) -> None:
+        if self._names is not None:
+            self._names.add(name)
+
+
 class Writer:
     def __init__(
         self,
@@ -90,8 +129,8 @@ class Writer:
         run: RunInfo,
         *,
         decode: Decode,
-        done: frozenset[str] = frozenset(),
-        claimed: frozenset[str] = frozenset(),
+        done: Done | None = None,
+        plan: str | None = None,
         postcheck: PostCheck | None = None,
     ) -> None:
         self.out_dir = out_dir
@@ -99,8 +138,14 @@ class Writer:
         self.decode = decode
         self.template = filename_template
         self.run = run
-        self.done = done  # image ids finished by an earlier run: never written again
-        self._claimed = set(claimed)  # files that ok rows point at
+        self.done = done or Done()  # images finished by an earlier run: never written again
+        self.plan = plan  # the plan's fingerprint, in every row: resume matches by position
+        self._claimed = _Claimed(out_dir / MANIFEST)
+        # Rows waiting for the next flush, with the image file each one names.
+        self._pending: list[tuple[Path | None, dict[str, Any]]] = []
+        self._syncs = ThreadPoolExecutor(
+            max_workers=SYNC_THREADS, thread_name_prefix="sdbatch-sync"
+        )
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             # Unbuffered: a row that failed to go out (disk full) must not linger in a buffer
@@ -110,21 +155,40 @@ class Writer:
             raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
+        """Without a flush: what is still pending was never recorded (the caller flushes)."""
+        self._syncs.shutdown()
         self._manifest.close()
 
-    def _append(self, row: Mapping[str, Any]) -> None:
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Sync the pending images, then append and sync their rows; return the rows."""
+        if not self._pending:
+            return []
+        pending, self._pending = self._pending, []
         try:
-            line = memoryview((json.dumps(row, ensure_ascii=False) + "\n").encode())
+            files = [path for path, _ in pending if path is not None]
+            list(self._syncs.map(_sync_file, files))
+            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for _, row in pending)
+            line = memoryview(text.encode())
             while line:  # a raw write may take only part of it
                 line = line[self._manifest.write(line) or 0 :]
             os.fsync(self._manifest.fileno())
         except OSError as exc:
             raise OutputError(f"cannot append to {self.out_dir / MANIFEST}: {exc}") from exc
+        return [row for _, row in pending]
+
+    def _append(self, row: dict[str, Any], path: Path | None = None) -> None:
+        self._pending.append((path, row))
 
     def _adoptable(self, path: Path, digest: str) -> bool:
         """A file no row claims, with exactly these bytes: this very image, saved by a run that
         was killed before it could append the row. Taking it over keeps one file per image."""
-        if path.name in self._claimed:
+        if path.name in self._claimed or any(
+            p is not None and p.name == path.name for p, _ in self._pending
+        ):
             return False
         try:
             return hashlib.sha256(path.read_bytes()).hexdigest() == digest
@@ -138,9 +202,7 @@ class Writer:
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.write(data)  # synced by flush(), with others, before its row is written
             while True:
                 final = unique_path(final, lambda p: p.exists() and not self._adoptable(p, digest))
                 try:
@@ -164,6 +226,7 @@ class Writer:
             "server": outcome.server,
             "payload_id": item.id,
             "payload_index": item.index,
+            "plan": self.plan,
             "prompt_index": item.prompt_index,
             "cell": dict(item.cell),
             "template": item.template,  # the prompt as written, when it is a template
@@ -184,7 +247,8 @@ class Writer:
         return row
 
     def write(self, outcome: Outcome) -> list[dict[str, Any]]:
-        """Decode and save the outcome's images, record its failure if any; return the rows."""
+        """Decode and save the outcome's images, queue their rows and its failure if any, for
+        the next `flush`; return the queued rows."""
         rows: list[dict[str, Any]] = []
         error = outcome.error
         for response in outcome.responses:
@@ -196,7 +260,7 @@ class Writer:
             rows.extend(
                 self._write_image(outcome, image)
                 for image in images
-                if outcome.item.image_id(image.image_index) not in self.done
+                if not self.done.has(outcome.item, image.image_index)
             )
         if error is not None:
             rows.append(self._failed(outcome, error))
@@ -244,5 +308,5 @@ class Writer:
             "error": None,
             "mismatch": mismatch or None,
         }
-        self._append(row)
+        self._append(row, path)
         return row

@@ -22,9 +22,11 @@ from typing import Any
 from urllib.parse import quote
 
 from sdbatch.output.atomic import replace_file
-from sdbatch.output.manifest import Record, field_names, read_records, value_text
+from sdbatch.output.manifest import InForce, Record, field_names, value_text
 
 GALLERY = "index.html"
+# Images per page: a 10^5-image run is 200 pages of ~0.3 MB, not one 66 MB page.
+PAGE_SIZE = 500
 # Shown first on a card, in this order; the template's vars and grid values follow.
 _CARD_FIELDS = ("prompt", "seed", "steps", "cfg_scale", "sampler_name", "scheduler", "size")
 _TAIL_FIELDS = ("sd_model_name", "negative_prompt")
@@ -40,7 +42,7 @@ dl{display:grid;grid-template-columns:auto 1fr;gap:1px 6px;margin:6px;font-size:
 dt{color:#777}dd{margin:0;overflow-wrap:anywhere;max-height:4.5em;overflow:auto}
 section{padding:0 12px 12px}table{border-collapse:collapse;background:#fff}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;font-size:12px}
-.hidden{display:none}
+.hidden{display:none}nav{padding:4px 0;width:100%}nav a,nav b{margin:0 3px}
 """
 
 _JS = """
@@ -123,8 +125,28 @@ def _json(value: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def render(records: Iterable[Record], out_dir: Path, title: str) -> str:
-    """The page for these records: a card per image on disk, a table row for every failed
+def _nav(page: int, pages: int) -> str:
+    """Links to the other pages: first, a window around this one, last."""
+    if pages <= 1:
+        return ""
+    shown = sorted({1, pages, *range(max(1, page - 3), min(pages, page + 3) + 1)})
+    parts, previous = [], 0
+    for n in shown:
+        if n - previous > 1:
+            parts.append("…")
+        parts.append(f"<b>{n}</b>" if n == page else f'<a href="{page_name(n)}">{n}</a>')
+        previous = n
+    return f"<nav>page {page} of {pages}: {' '.join(parts)}</nav>"
+
+
+def page_name(page: int) -> str:
+    return GALLERY if page == 1 else f"index-{page}.html"
+
+
+def render(
+    records: Iterable[Record], out_dir: Path, title: str, *, page: int = 1, pages: int = 1
+) -> str:
+    """One page for these records: a card per image on disk, a table row for every failed
     payload and every image whose file is gone."""
     records = list(records)
     cards: list[str] = []
@@ -148,6 +170,7 @@ def render(records: Iterable[Record], out_dir: Path, title: str) -> str:
             f"<th>prompt</th><th>seed</th><th>payload</th></tr>{''.join(problems)}</table>"
             "</section>"
         )
+    nav = _nav(page, pages)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -158,17 +181,39 @@ def render(records: Iterable[Record], out_dir: Path, title: str) -> str:
 <label>= <select id="value"></select></label>
 <label>sort <select id="sort"><option value="">plan order</option></select></label>
 <label><input type="checkbox" id="desc"> descending</label>
-<span id="count">{len(cards)} images</span></header>
-<main>{"".join(cards)}</main>{failed}
+<span id="count">{len(cards)} images</span>{nav}</header>
+<main>{"".join(cards)}</main>{failed}{nav}
 <script type="application/json" id="data">{_json(data)}</script>
 <script>{_JS}</script></body></html>
 """
 
 
-def build_gallery(out_dir: Path) -> Path:
-    """Write `index.html` in `out_dir` (replacing it whole) and return its path."""
-    records = read_records(out_dir)
-    jobs = {r.job for r in records if r.job}
-    title = f"sdbatch: {', '.join(sorted(jobs)) or out_dir.name}"
-    page = render(records, out_dir, title)
-    return replace_file(out_dir / GALLERY, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+def build_gallery(out_dir: Path, *, page_size: int = PAGE_SIZE) -> Path:
+    """Write `index.html` in `out_dir`, and `index-2.html`, ... when the run has more than
+    `page_size` rows, each page replaced whole; pages left from a bigger earlier run are
+    removed. Rows stream from the manifest a page at a time, so memory does not grow with the
+    run; filtering and sorting work within a page. Returns the first page's path."""
+    records = InForce(out_dir)
+    pages = max(1, -(-len(records) // page_size))
+    title = f"sdbatch: {', '.join(sorted(records.jobs)) or out_dir.name}"
+    batch: list[Record] = []
+    page = 0
+
+    def flush() -> None:
+        nonlocal page
+        page += 1
+        text = render(batch, out_dir, title, page=page, pages=pages)
+        replace_file(out_dir / page_name(page), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        batch.clear()
+
+    for record in records:
+        batch.append(record)
+        if len(batch) == page_size and page + 1 < pages:
+            flush()
+    while page < pages:  # the last page (or the only, empty one)
+        flush()
+    stale = pages + 1
+    while (out_dir / page_name(stale)).exists():
+        (out_dir / page_name(stale)).unlink()
+        stale += 1
+    return out_dir / GALLERY

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdbatch import __version__
 from sdbatch.job.loader import Job, PromptSpec, VariantMode
 from sdbatch.job.schema import SHORTCUTS
 from sdbatch.job.templates import PromptTemplates, draw
@@ -137,6 +138,29 @@ class Plan:
     payload_count: int
     image_count: int
     variant_seed: int | None = None  # the generator seed behind `variants: random`
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Everything that decides the payloads, hashed: two plans with the same fingerprint
+        have the same payload at every position, so a resume can match rows by position
+        instead of hashing every payload again. The sdbatch version is in it, since a new
+        version may plan the same job differently."""
+        job = self.job
+        what = (
+            __version__,
+            job.name,
+            job.defaults,
+            tuple((p.text, p.fields) for p in job.prompts),  # not where they stand in the file
+            job.grid,
+            job.zip,
+            job.vars,
+            job.exclude,
+            job.variants,
+            self.variant_seed,
+            self.seeds,
+            job.extra_fields,
+        )
+        return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
     def __iter__(self) -> Iterator[PlannedPayload]:
         job, axes = self.job, job_axes(self.job)

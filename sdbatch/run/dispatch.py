@@ -3,9 +3,11 @@
 Entry point: `dispatch(payloads, workers, deliver, stopper, ...)`. Each webui gets
 `concurrency + 1` request threads pulling from one shared queue: `concurrency` generating and
 one more waiting in the webui's FIFO queue, so its GPU starts the next image the moment it
-finishes one instead of idling while the answer travels and the next request arrives. A webui
-that cannot be reached is taken out for a cool-down and its payload goes back to the front of
-the queue for the others; when every webui is out at once, the run stops.
+finishes one instead of idling while the answer travels and the next request arrives. Only
+payloads of one checkpoint are in flight at a webui at a time, so it loads each checkpoint of
+the plan once (see `_Queue`). A webui that cannot be reached is taken out for a cool-down and
+its payload goes back to the front of the queue for the others; when every webui is out at
+once, the run stops.
 """
 
 from __future__ import annotations
@@ -82,36 +84,70 @@ class Stopper:
 
 
 class _Queue:
-    """The payloads still to send. `take` waits while others are out being sent, since one of
-    them may come back (its webui was lost) and need a taker."""
+    """The payloads still to send, in plan order, and the checkpoint each webui has in flight.
+
+    `take` waits while others are out being sent, since one of them may come back (its webui was
+    lost) and need a taker. It also holds the next payload back from a webui that has payloads
+    of another checkpoint in flight, until they are done: the plan orders checkpoints outermost
+    so each loads once, but a webui runs its requests in the order they arrive, and of two
+    request threads taking the last payload of one checkpoint and the first of the next, the
+    second now and then got there first (A, B, A, B: two loads too many). A webui free of other
+    checkpoints may take it meanwhile; nothing overtakes it, which would reorder the plan."""
 
     def __init__(self, payloads: Iterator[PlannedPayload]) -> None:
         self._payloads = payloads
         self._returned: collections.deque[PlannedPayload] = collections.deque()
-        self._out = 0
+        self._next: PlannedPayload | None = None  # drawn from the plan, not taken yet
         self._exhausted = False
+        # url -> (checkpoint, payloads out there): one checkpoint per webui at a time.
+        self._flight: dict[str, tuple[str | None, int]] = {}
         self._cond = threading.Condition()
         self.closed = False
 
-    def take(self) -> PlannedPayload | None:
+    def _head(self) -> PlannedPayload | None:
+        if self._returned:
+            return self._returned[0]
+        if self._next is None and not self._exhausted:
+            self._next = next(self._payloads, None)
+            self._exhausted = self._next is None
+        return self._next
+
+    def take(
+        self, url: str, model: Callable[[PlannedPayload], str | None]
+    ) -> PlannedPayload | None:
+        """The next payload for webui `url`, whose checkpoint `model` tells; None when there is
+        none for it within a tick (the caller looks at its stop flags and asks again) or ever
+        (`finished`)."""
+        deadline = time.monotonic() + _TICK
         with self._cond:
             while not self.closed:
-                if self._returned:
-                    item: PlannedPayload | None = self._returned.popleft()
-                else:
-                    item = next(self._payloads, None)
-                    self._exhausted = item is None
-                if item is not None:
-                    self._out += 1
-                    return item
-                if self._out == 0:
+                item = self._head()
+                if item is None and not self._flight:
                     return None
-                self._cond.wait(_TICK)
+                if item is not None:
+                    wanted = model(item)
+                    # A webui with nothing out takes any checkpoint.
+                    held, out = self._flight.get(url, (wanted, 0))
+                    if held == wanted:
+                        if self._returned:
+                            self._returned.popleft()
+                        else:
+                            self._next = None
+                        self._flight[url] = (wanted, out + 1)
+                        return item
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
             return None
 
-    def done(self, item: PlannedPayload, *, failed_here: bool = False) -> None:
+    def done(self, url: str, item: PlannedPayload, *, failed_here: bool = False) -> None:
         with self._cond:
-            self._out -= 1
+            held, out = self._flight[url]
+            if out > 1:
+                self._flight[url] = (held, out - 1)
+            else:
+                del self._flight[url]
             if failed_here:
                 self._returned.append(item)
             self._cond.notify_all()
@@ -125,7 +161,7 @@ class _Queue:
     def finished(self) -> bool:
         """Nothing left to hand out and nothing out that could come back."""
         with self._cond:
-            return self.closed or (self._exhausted and self._out == 0 and not self._returned)
+            return self.closed or (self._exhausted and not self._flight and not self._returned)
 
 
 @dataclass
@@ -201,24 +237,30 @@ def dispatch(
                     return
                 time.sleep(min(rest, _TICK))
                 continue
-            item = queue.take()
-            if item is None:
+            try:
+                item = queue.take(worker.url, worker.model)
+            except Exception as exc:  # a bug in telling the checkpoint, as below
+                servers.crash = servers.crash or exc
                 return
+            if item is None:
+                if queue.finished:
+                    return
+                continue  # held back a tick (or nothing to do yet): look at the flags again
             try:
                 outcome = servers.submit(worker, item)
             except ServerUnreachableError as exc:
-                queue.done(item, failed_here=True)
+                queue.done(worker.url, item, failed_here=True)
                 servers.lost(worker.url, exc, console)
                 continue
             except SdbatchError as exc:
                 servers.error = servers.error or exc
-                queue.done(item)
+                queue.done(worker.url, item)
                 return
             except Exception as exc:  # a bug: stop the run and show it, rather than hang
                 servers.crash = servers.crash or exc
-                queue.done(item)
+                queue.done(worker.url, item)
                 return
-            queue.done(item)
+            queue.done(worker.url, item)
             # An answer that comes after the webui was told to interrupt may hold a
             # half-denoised image: it is not saved, and the rerun makes it properly.
             if not stopper.hard.is_set():

@@ -8,8 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from tqdm import tqdm
-
 # Without a terminal (cron, a pipe) a line per image is enough for small runs; for big fast ones
 # we print at most one line per this many seconds, plus the last one.
 LOG_EVERY_SECONDS = 5.0
@@ -58,9 +56,11 @@ class Progress:
         self._clock = clock
         self._start = clock()
         self._last_line = float("-inf")
-        self._bar: tqdm[Any] | None = None
+        self._bar: Any = None  # a tqdm bar, on a terminal
         self.closed = False
         if console.is_tty and not console.quiet:
+            from tqdm import tqdm  # here: validate and plan never draw a bar, nor import it
+
             self._bar = tqdm(total=total, unit="img", file=console.err, dynamic_ncols=True)
 
     @property

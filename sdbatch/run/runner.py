@@ -7,6 +7,7 @@ on the writer thread, so the webuis never wait for our disk.
 
 from __future__ import annotations
 
+import json
 import queue
 import signal
 import threading
@@ -16,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdbatch import __version__
 from sdbatch.backends.base import Connection, Outcome, Worker
 from sdbatch.errors import ExitCode, SdbatchError
 from sdbatch.job.loader import Job
-from sdbatch.output.manifest import PLANNED
+from sdbatch.output.manifest import MANIFEST, PLANNED
 from sdbatch.output.resume import Todo, open_output, todo
 from sdbatch.output.writer import SUMMARY, RunInfo, Writer, write_json
-from sdbatch.pictures.gallery import build_gallery
+from sdbatch.pictures.gallery import GALLERY, build_gallery
 from sdbatch.pictures.sheet import build_sheets
 from sdbatch.plan.expand import Plan
 from sdbatch.run.dispatch import Stopper, dispatch
@@ -31,7 +33,11 @@ from sdbatch.run.progress import Console, Progress
 # Outcomes waiting for the writer hold whole response bodies; a few are enough to absorb a
 # slow disk without letting memory grow with the plan.
 WRITE_QUEUE_DEPTH = 4
+# A flush syncs this many rows at most, or those of this many seconds: what a crash may cost.
+GROUP_ROWS = 32
+GROUP_SECONDS = 0.25
 STEP_POLL = 1.0  # seconds between /progress polls for the bar
+PICTURES_STAMP = ".sdbatch.pictures"  # what the gallery and sheets were last drawn from
 
 
 @dataclass
@@ -110,17 +116,36 @@ class _WriterThread(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        last_flush = time.monotonic()
         while (outcome := self.inbox.get()) is not None:
             if self.error is not None:
                 continue  # keep draining so the producer never blocks on a dead consumer
             try:
-                for row in self.writer.write(outcome):
-                    if row["status"] in ("ok", "mismatch"):
-                        self.progress.image_saved(row)
-                    else:
-                        self.progress.payload_failed(row)
+                self.writer.write(outcome)
+                # Group commit: sync when nothing else is waiting, or often enough anyway.
+                now = time.monotonic()
+                if (
+                    self.inbox.empty()
+                    or self.writer.pending >= GROUP_ROWS
+                    or now - last_flush >= GROUP_SECONDS
+                ):
+                    self._flush()
+                    last_flush = now
             except BaseException as exc:  # handed to the main thread, which raises it
                 self.error = exc
+        if self.error is None:
+            try:
+                self._flush()
+            except BaseException as exc:
+                self.error = exc
+
+    def _flush(self) -> None:
+        """Report rows only once they are on disk: a summary never counts an unrecorded image."""
+        for row in self.writer.flush():
+            if row["status"] in ("ok", "mismatch"):
+                self.progress.image_saved(row)
+            else:
+                self.progress.payload_failed(row)
 
 
 def _poll_steps(worker: Worker, progress: Progress) -> None:
@@ -144,7 +169,6 @@ def run_plan(
     connection: Connection,
     console: Console,
     run_info: RunInfo,
-    claimed: frozenset[str] = frozenset(),
     strict: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
@@ -159,7 +183,7 @@ def run_plan(
         plan.job.output.filename,
         run_info,
         done=todo.done,
-        claimed=claimed,
+        plan=plan.fingerprint,
         decode=connection.decode,
         # Without preflight there is nothing to compare the image with.
         postcheck=connection.postcheck if connection.checked else None,
@@ -217,14 +241,34 @@ def _planned(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _pictures_stamp(job: Job, out_dir: Path) -> str:
+    """What the pictures were drawn from: the manifest as it stands and the sheet asked for."""
+    try:
+        st = (out_dir / MANIFEST).stat()
+    except OSError:
+        return ""
+    sheet = (job.sheet.x, job.sheet.y, job.sheet.z) if job.sheet else None
+    return json.dumps([__version__, st.st_size, st.st_mtime_ns, sheet])
+
+
 def _pictures(job: Job, out_dir: Path, console: Console) -> None:
     """The gallery after every run, even a stopped one, and the job's sheets if it asks for
     them. Both are drawn from the manifest alone and can be rebuilt at any time, so a failure
-    here costs no image and does not change the run's exit code."""
+    here costs no image and does not change the run's exit code. A rerun that changed nothing
+    (the manifest is as it was when they were drawn) draws nothing: at 10^5 images that was
+    most of a no-op resume."""
+    stamp_file = out_dir / PICTURES_STAMP
+    stamp = _pictures_stamp(job, out_dir)
+    try:
+        if stamp and (out_dir / GALLERY).exists() and stamp_file.read_text() == stamp:
+            return
+    except OSError:
+        pass
     try:
         build_gallery(out_dir)
         if job.sheet is not None:
             build_sheets(out_dir, x=job.sheet.x, y=job.sheet.y, z=job.sheet.z)
+        stamp_file.write_text(stamp)
     except (SdbatchError, OSError) as exc:
         console.error(
             f"could not draw the gallery or sheets ({exc}); `sdbatch gallery` and "
@@ -247,7 +291,7 @@ def run_job(
 
     Raises the error that aborted the run, if any, after the summary is written.
     """
-    state = open_output(out_dir, plan.job.name, verify=verify, strict=strict)
+    state = open_output(out_dir, plan.job.name, verify=verify, strict=strict, plan=plan.fingerprint)
     try:
         left = todo(plan, state.done)
         write_json(out_dir / PLANNED, _planned(plan))
@@ -260,7 +304,6 @@ def run_job(
             connection=connection,
             console=console,
             run_info=run_info,
-            claimed=state.files,
             strict=strict,
             clock=clock,
         )

@@ -289,7 +289,7 @@ def test_torn_manifest_line_is_ignored_and_cut(tmp_path: Path) -> None:
     (out / ".00001-2.png.123.tmp").write_bytes(b"half")
     state = open_output(out, "night")
     try:
-        assert state.torn_lines == 1 and state.done == frozenset()  # gone.png is missing
+        assert state.torn_lines == 1 and not state.done  # gone.png is missing
         assert (out / "manifest.jsonl").read_text() == json.dumps(good) + "\n"
         assert not (out / ".00001-2.png.123.tmp").exists()
     finally:
@@ -347,3 +347,49 @@ def test_log_file_gets_timestamped_lines(webui: MockWebui, run_cli: RunCli, tmp_
     lines = log.read_text().splitlines()
     assert any("2 images saved" in line for line in lines)
     assert all(line[:4].isdigit() and line[4] == "-" for line in lines)
+
+
+def test_rows_in_force_stream_as_the_whole_list_decides(tmp_path: Path) -> None:
+    from sdbatch.output.manifest import InForce, _record, in_force, iter_rows
+
+    rows = [
+        {"id": "p1", "payload_id": "p1", "status": "failed", "payload_index": 1},
+        {"id": "a", "payload_id": "p0", "status": "ok", "file": "a.png", "payload_index": 0},
+        {"id": "b", "payload_id": "p1", "status": "ok", "file": "b.png", "payload_index": 1},
+        {"id": "p2", "payload_id": "p2", "status": "failed", "payload_index": 2},
+        {
+            "id": "a",
+            "payload_id": "p0",
+            "status": "mismatch",
+            "file": "a-1.png",
+            "payload_index": 0,
+        },
+        {"id": "c", "payload_id": "p2", "status": "ok", "file": "c.png", "payload_index": 2},
+        {"id": "p2", "payload_id": "p2", "status": "failed", "payload_index": 2},
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"id": "torn'
+    (out / "manifest.jsonl").write_text(text)
+    whole = in_force(_record(r, n) for n, _, r in iter_rows(out / "manifest.jsonl") if r)
+    streamed = InForce(out)
+    assert [(r.id, r.status, r.file) for r in streamed] == [(r.id, r.status, r.file) for r in whole]
+    assert len(streamed) == len(whole) == 4
+    assert [r.id for r in whole] == ["a", "b", "c", "p2"]  # p1 made later; p2 failed again
+
+
+def test_a_resume_by_position_and_by_payload_agree(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "job.yaml", webui.url, ["a cat", "a dog"], [1, 2])
+    out = tmp_path / "out"
+    run_cli("run", str(job), "--out", str(out))
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len({r["plan"] for r in rows}) == 1  # every row names the plan it came from
+    # Rows of another plan (an older sdbatch, or an edit elsewhere) are found by payload id.
+    (out / "manifest.jsonl").write_text(
+        "".join(json.dumps({**r, "plan": "0" * 16}) + "\n" for r in rows)
+    )
+    generated = len(webui.generated)
+    result = run_cli("run", str(job), "--out", str(out))
+    assert "4 done, 0 to do" in result.err and len(webui.generated) == generated

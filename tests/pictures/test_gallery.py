@@ -141,3 +141,34 @@ def test_gallery_filters_and_sorts_in_a_real_browser(
     assert [cfg[s] for s in srcs] == sorted(cfg.values(), reverse=True)
     assert page.locator("tr[data-i]").count() == 1  # the failed payload
     assert problems == []
+
+
+def test_a_big_run_is_paged_and_every_image_is_on_one_page(run_dir: Path) -> None:
+    build_gallery(run_dir, page_size=2)
+    pages = sorted(run_dir.glob("index*.html"))
+    assert [p.name for p in pages] == ["index-2.html", "index-3.html", "index.html"]
+    figures: list[str] = []
+    for page in pages:
+        parsed = Page()
+        parsed.feed(page.read_text())
+        figures += [a["src"] or "" for tag, a in parsed.tags if tag == "img"]
+        links = {a.get("href") for tag, a in parsed.tags if tag == "a"}
+        assert {"index.html", "index-2.html", "index-3.html"} - {page.name} <= links
+    assert sorted(figures) == sorted(p.name for p in run_dir.glob("*.png"))
+    # Fewer pages later: the extra ones go, so no link points at a stale page.
+    build_gallery(run_dir, page_size=4)
+    assert sorted(p.name for p in run_dir.glob("index*.html")) == ["index-2.html", "index.html"]
+
+
+def test_a_rerun_that_changed_nothing_draws_nothing(
+    run_dir: Path, webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    job = tmp_path / "job.yaml"
+    page = run_dir / "index.html"
+    run_cli("run", str(job), "--server", webui.url, "--out", str(run_dir))  # makes the failed one
+    drawn = page.stat().st_mtime_ns
+    run_cli("run", str(job), "--server", webui.url, "--out", str(run_dir))  # nothing left
+    assert page.stat().st_mtime_ns == drawn
+    page.unlink()  # the pictures are gone: drawn again
+    run_cli("run", str(job), "--server", webui.url, "--out", str(run_dir))
+    assert page.exists()

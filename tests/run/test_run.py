@@ -215,3 +215,119 @@ def test_no_preflight_says_it_was_skipped(
     out = tmp_path / "out"
     result = run_cli("run", str(path), "--server", webui.url, "--out", str(out), "--no-preflight")
     assert "preflight skipped" in result.err and "preflight passed" not in result.err
+
+
+def test_a_checkpoint_sweep_loads_each_model_once_with_two_requests_in_flight(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    import random
+    import time
+
+    import pytest
+
+    from sdbatch.backends.base import Outcome
+    from sdbatch.plan.expand import PlannedPayload
+
+    # With two requests in flight, the next checkpoint's first request used to overtake the
+    # previous checkpoint's last one now and then (A, B, A, B: two loads too many), when the
+    # thread sending the last one was held up between taking it and its request reaching the
+    # webui (the GIL, a busy CPU). Holding a fifth of the requests there for longer than an
+    # image takes makes that likelier than on a busy machine, and several runs on fresh webuis
+    # give it several chances to show.
+    dice = random.Random(7)
+    submit = Worker.submit
+
+    def held_up(self: Worker, item: PlannedPayload) -> Outcome:
+        time.sleep(0.01 if dice.random() < 0.2 else 0)
+        return submit(self, item)
+
+    seen = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Worker, "submit", held_up)
+        for run in range(10):
+            here = tmp_path / str(run)
+            here.mkdir()
+            # Non-zero delays, so the second request in flight waits in the webui's queue.
+            with MockWebui(step_delay=0.0005, image_delay=0.001) as server:
+                names = [c.title for c in server.catalog.checkpoints]
+                assert len(names) == 3 and server.loaded_model == names[0]
+                grid = {"checkpoint": names, "cfg_scale": [1 + i / 2 for i in range(30)]}
+                path = write_job(here, defaults=SMALL, prompts=["a cat"], grid=grid, seeds=[1])
+                run_cli("run", str(path), "--server", server.url, "--out", str(here / "out"))
+                loads = server.model_loads
+            summary = json.loads((here / "out" / "summary.json").read_text())
+            assert summary["done"] == 90
+            seen.append((loads, summary["model_switches"]))
+    # It starts on the first checkpoint, so only the other two are loaded, and sdbatch counts
+    # the loads the webui made, not the checkpoints it asked for.
+    assert seen == [(2, 2)] * 10, seen  # (loads, model_switches) of each run
+
+
+def test_webuis_sharing_a_checkpoint_sweep_each_go_through_it_once(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    with MockWebui(seed=1, image_delay=0.002) as one, MockWebui(seed=2, image_delay=0.002) as two:
+        names = [c.title for c in one.catalog.checkpoints]
+        grid = {"checkpoint": names, "cfg_scale": [1 + i / 2 for i in range(30)]}
+        path = write_job(
+            tmp_path,
+            server={"urls": [one.url, two.url]},
+            defaults=SMALL,
+            prompts=["a cat"],
+            grid=grid,
+            seeds=[1],
+        )
+        run_cli("run", str(path), "--out", str(tmp_path / "out"))
+        made = [[g.model for g in server.generated] for server in (one, two)]
+        loads = one.model_loads + two.model_loads
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["done"] == 90 and all(made)  # both had work
+    for models in made:
+        # A webui holding one checkpoint lets the next go to the other, never back and forth.
+        order = [names.index(m) for m in models]
+        assert order == sorted(order)
+    assert summary["model_switches"] == loads
+
+
+def test_a_stop_while_the_next_checkpoint_is_held_back_ends_the_run(tmp_path: Path) -> None:
+    import signal
+    import threading
+    import time
+
+    from sdbatch.backends.base import Outcome
+    from sdbatch.run.dispatch import Stopper, dispatch
+
+    with MockWebui(image_delay=0.4) as server:
+        names = [c.title for c in server.catalog.checkpoints][:2]
+        path = write_job(
+            tmp_path,
+            server={"url": server.url},
+            defaults=SMALL,
+            prompts=["a cat"],
+            grid={"checkpoint": names},
+            seeds=[1],
+        )
+        job = load_job(path)
+        console = Console(io.StringIO(), io.StringIO())
+        stopper = Stopper(console)
+        delivered: list[Outcome] = []
+        depth: list[int] = []
+
+        def stop_once_the_first_generates() -> None:
+            while server.queue_depth == 0:
+                time.sleep(0.01)
+            time.sleep(0.1)  # the second request would be queued at the webui by now
+            depth.append(server.queue_depth)
+            stopper(signal.SIGINT, None)
+
+        stopping = threading.Thread(target=stop_once_the_first_generates)
+        stopping.start()
+        start = time.monotonic()
+        error = dispatch(
+            iter(build_plan(job)), [Worker(job.server)], delivered.append, stopper, console
+        )
+        stopping.join()
+        assert depth == [1]  # the second was held back: it needs the other checkpoint
+        assert error is None and time.monotonic() - start < 2
+        assert [o.item.index for o in delivered] == [0]  # the one at the webui is saved
+        assert [g.model for g in server.generated] == names[:1]

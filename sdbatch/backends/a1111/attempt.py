@@ -156,13 +156,15 @@ def post_once(
     gate: Gate,
     tally: Tally,
     index: int,
+    headers: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Send `payload` once, after the gate opens; `index` is the planned payload's, for the log."""
+    """Send `payload` once, after the gate opens; `index` is the planned payload's, for the log.
+    `headers` go with this request only, over the session's (`session.generation_headers`)."""
     base = url.rstrip("/")
     gate.wait()
     tally.attempts += 1
     try:
-        response = session.post(base + TXT2IMG, json=payload, timeout=timeout)
+        response = session.post(base + TXT2IMG, json=payload, timeout=timeout, headers=headers)
     except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
         raise Transient(f"cannot reach {url}: {exc}", reached=False) from exc
     except requests.Timeout as exc:  # a read timeout: the webui has it and goes on

@@ -103,7 +103,13 @@ def connect(
     facts = _inspect(urls, sessions, timeout=min(server.timeout, 60.0))
     translations: list[Translation] = check_all(job, facts)
     workers = [
-        Worker(server, url=f.url, session=sessions[f.url], translate=t.apply)
+        Worker(
+            server,
+            url=f.url,
+            session=sessions[f.url],
+            translate=t.apply,
+            loaded=f.current_checkpoint,  # switches are counted from what each webui holds
+        )
         for f, t in zip(facts, translations, strict=True)
     ]
     return Fleet(workers, {f.url: f for f in facts}, translations[0].inherited)

@@ -35,7 +35,7 @@ from sdbatch.backends.a1111.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.backends.a1111.responses import server_message
 from sdbatch.backends.a1111.wait import sampling_step, webui_busy
 from sdbatch.backends.base import Outcome, Response
-from sdbatch.backends.session import make_session
+from sdbatch.backends.session import generation_headers, make_session
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
 from sdbatch.plan.expand import PlannedPayload
@@ -65,6 +65,7 @@ class Worker:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        loaded: str | None = None,
     ) -> None:
         self.server = server
         self.url = url or server.url  # one of server.all_urls
@@ -72,9 +73,17 @@ class Worker:
         # canonical checkpoint names, legacy sampler names); the manifest records the result.
         self._translate = translate or dict
         self.model_switches = 0
-        self._model: object = None  # the checkpoint of the last payload sent
+        # The checkpoint the webui holds for us: the one of the last answer with images, at
+        # first the one it had loaded when the run began (preflight's `loaded`). Failing that,
+        # the checkpoint preflight pins in every payload naming none, which is the one loaded
+        # on the run's first webui then; without preflight it is unknown (None), and the first
+        # answer is not counted as a switch, since it may well have needed none.
+        self._model = loaded or _checkpoint(self._translate({}))
         self._model_lock = threading.Lock()
         self.session = session or make_session(server)
+        # Per request rather than on the session: the session's /progress polls and preflight
+        # GETs are small and may stay gzipped; a session passed in keeps its own headers too.
+        self._post_headers = generation_headers(server)
         self._sleep = sleep
         self._clock = clock
         self._base = self.url.rstrip("/")
@@ -133,6 +142,7 @@ class Worker:
                         gate=self.gate,
                         tally=tally,
                         index=item.index,
+                        headers=self._post_headers,
                     )
                 except OutOfMemory:
                     ooms += 1
@@ -188,7 +198,6 @@ class Worker:
         tally = Tally()
         responses: list[Response] = []
         payload = self._translate(item.payload)
-        self._count_model_switch(payload)
         try:
             errors = self._send(item, payload, 0, tally, responses)
         except Transient as exc:
@@ -197,6 +206,8 @@ class Worker:
                     f"{exc} (gave up after {tally.attempts} attempts)"
                 ) from exc
             errors = [str(exc)]
+        if responses:
+            self._count_model_switch(payload)
         error = errors[0] if errors else None
         if error is not None and responses:
             made = sum(batch_size(r.payload) * int(r.payload.get("n_iter") or 1) for r in responses)
@@ -204,10 +215,27 @@ class Worker:
         finished = self._clock()
         return Outcome(item, tuple(responses), error, tally.attempts, started, finished, self.url)
 
+    def model(self, item: PlannedPayload) -> str | None:
+        """The checkpoint `item` is sent with, after this webui's translation (its titles)."""
+        return _checkpoint(self._translate(item.payload))
+
     def _count_model_switch(self, payload: Mapping[str, Any]) -> None:
-        """A payload asking for another checkpoint than the last one costs the webui a load."""
-        model = (payload.get("override_settings") or {}).get("sd_model_checkpoint")
+        """The webui made images for `payload`, so it held the payload's checkpoint: one other
+        than it held for the previous answer was a load. Counted from answers, not requests, so
+        a request that never got there or failed before generating counts nothing; in answer
+        order, which is the order the webui ran them in, since dispatch never has two
+        checkpoints in flight at one webui. A payload naming none ran on whatever was loaded.
+        Whether the webui really used the checkpoint asked is the post-check's (a mismatch)."""
+        model = _checkpoint(payload)
+        if model is None:
+            return
         with self._model_lock:
             if model != self._model:
-                self.model_switches += self._model is not None or model is not None
+                self.model_switches += self._model is not None
                 self._model = model
+
+
+def _checkpoint(payload: Mapping[str, Any]) -> str | None:
+    settings = payload.get("override_settings")
+    model = settings.get("sd_model_checkpoint") if isinstance(settings, Mapping) else None
+    return None if model is None else str(model)

@@ -1,12 +1,14 @@
 """HTTP plumbing: a threading stdlib server, one handler thread per connection (keep-alive).
 
-Answers are compact JSON like starlette's JSONResponse. The server tracks its open connections
-so `stop()` can cut idle keep-alive and hung ones instead of waiting for clients.
+Answers are compact JSON like starlette's JSONResponse, gzipped as the webui's GZipMiddleware
+does it. The server tracks its open connections so `stop()` can cut idle keep-alive and hung
+ones instead of waiting for clients.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import socket
@@ -29,6 +31,18 @@ from sdbatch.standin.a1111.host import Host
 from sdbatch.standin.a1111.records import LoggedRequest
 
 log = logging.getLogger("sdbatch.standin.a1111")
+
+# The webui wraps its app in starlette's GZipMiddleware(minimum_size=1000) at starlette's
+# default compresslevel 9, so a client that accepts gzip gets every answer of 1000 bytes or more
+# compressed, error bodies included; the client's cost of un-gzipping shows only if we do it too.
+GZIP_MINIMUM_SIZE = 1000
+GZIP_LEVEL = 9
+
+
+def gzip_wanted(accept_encoding: str | None, size: int) -> bool:
+    """Whether the webui gzips a `size`-byte answer; starlette tests for the substring "gzip",
+    so `identity` (or no header at all) gets the body as it is."""
+    return size >= GZIP_MINIMUM_SIZE and "gzip" in (accept_encoding or "")
 
 
 class MockHTTPServer(ThreadingHTTPServer):
@@ -184,11 +198,17 @@ class Handler(BaseHTTPRequestHandler):
             status, data = 204, b""
         else:
             data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        compressed = gzip_wanted(self.headers.get("accept-encoding"), len(data))
+        if compressed:
+            data = gzip.compress(data, compresslevel=GZIP_LEVEL)
         try:
             self.send_response(status)
             if status != 204:  # a 204 carries neither a body nor its headers
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+            if compressed:
+                self.send_header("content-encoding", "gzip")
+                self.send_header("vary", "Accept-Encoding")
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("x-process-time", f"{elapsed:.4f}")

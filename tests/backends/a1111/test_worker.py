@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
+import yaml
 from PIL import Image
 
-from sdbatch.backends.a1111.attempt import IDLE_POLL
+from sdbatch.backends.a1111.attempt import IDLE_POLL, TXT2IMG
 from sdbatch.backends.a1111.oom import OOM_RETRIES, is_out_of_memory, split_batch
 from sdbatch.backends.a1111.responses import decode
 from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Outcome
+from sdbatch.backends.session import generation_headers
 from sdbatch.errors import ServerUnreachableError
-from sdbatch.job.loader import ServerConfig
+from sdbatch.job.loader import ServerConfig, load_job
 from sdbatch.plan.expand import PlannedPayload
 from sdbatch.standin.a1111 import LoggedRequest, MockWebui
 from sdbatch.standin.a1111.catalog import TINY
@@ -415,3 +421,52 @@ def test_other_500s_keep_the_retry_budget(webui: MockWebui) -> None:
     webui.inject(fail_next=2, fail_status=500, fail_error="RuntimeError", fail_message="boom")
     outcome = make_worker(webui.url, []).submit(item())
     assert outcome.ok and outcome.attempts == 3
+
+
+@pytest.mark.parametrize("gzip", [None, False, True])
+def test_txt2img_asks_for_an_uncompressed_answer_unless_the_job_allows_gzip(
+    tmp_path: Path, gzip: bool | None
+) -> None:
+    # Through a job file, so the schema and the loader are part of what is checked.
+    server: dict[str, Any] = {"url": "http://127.0.0.1:7860"}
+    if gzip is not None:
+        server["gzip"] = gzip
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"name": "t", "server": server, "prompts": ["a"], "seeds": [1]}))
+    config = load_job(job).server
+    assert config.gzip is bool(gzip)
+    seen: list[tuple[str, str, str | None]] = []
+
+    def note(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        # What went over the wire both ways: the request's header and the stand-in's answer.
+        sent = str(response.request.headers.get("Accept-Encoding"))
+        route = urlsplit(response.request.path_url).path
+        seen.append((route, sent, response.headers.get("content-encoding")))
+
+    with MockWebui() as webui:
+        worker = Worker(dataclasses.replace(config, url=webui.url, retries=0))
+        worker.session.hooks["response"].append(note)
+        outcome = worker.submit(item())
+        worker.busy()  # a /progress GET through the same session
+    assert outcome.ok and [img.seed for img in images_of(outcome)] == [100]
+    (route, sent, answered), (poll, polled, poll_answered) = seen
+    assert route == TXT2IMG and poll == "/sdapi/v1/progress"
+    if gzip:
+        assert "gzip" in sent and answered == "gzip"
+    else:
+        assert (sent, answered) == ("identity", None)
+    assert "gzip" in polled  # only generations ask for identity
+    assert poll_answered is None  # under GZipMiddleware's 1000 bytes, as the webui's
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [
+        ({}, {"Accept-Encoding": "identity"}),
+        ({"gzip": True}, {}),
+        # The job's own header is an explicit choice: the session sends it on every request.
+        ({"headers": {"accept-encoding": "br"}}, {}),
+    ],
+)
+def test_generation_headers(server: dict[str, Any], expected: dict[str, str]) -> None:
+    assert generation_headers(ServerConfig(**server)) == expected
