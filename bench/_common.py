@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def webuis(n: int, image_delay: float | None = None) -> Iterator[list[str]]:
+def webuis(n: int, image_delay: float | None = None, *args: str) -> Iterator[list[str]]:
     """`n` stand-in webuis, each in its own process (so the client's time is not theirs), each
     answering /progress before their URLs are yielded; stopped on the way out."""
     procs, urls = [], []
@@ -38,6 +38,7 @@ def webuis(n: int, image_delay: float | None = None) -> Iterator[list[str]]:
             cmd = [sys.executable, "-m", "sdbatch", "mock-webui", "--port", str(port)]
             if image_delay is not None:
                 cmd += ["--image-delay", str(image_delay)]
+            cmd += args
             procs.append(
                 subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )

@@ -2,7 +2,10 @@
 
 (a) images/s of sdbatch's pipeline vs. the plain post -> decode -> write loop (the one-off script
     sdbatch replaces) on the same payloads, against a stand-in webui in its own process with no
-    generation delay: every millisecond of client overhead shows. Target ratio >= 1.0.
+    generation delay, answering 512x512 noise PNGs (~0.8 MB, the size of real pictures): every
+    millisecond of client overhead shows. Also the client's CPU per image (user + sys of this
+    process / images). sdbatch runs twice: as it is (txt2img answers uncompressed) and with
+    `server.gzip: true` (what it did before: the webui gzips every answer). Target ratio >= 1.0.
 (b) server utilisation (time spent generating / wall time) when each image costs the server
     100 ms, for both. Target for sdbatch >= 0.98.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -32,8 +36,9 @@ from sdbatch.run.runner import run_job
 from sdbatch.standin.a1111 import MockWebui
 
 
-def make_plan(url: str, images: int) -> Plan:
-    return build_plan(bench_job(ServerConfig(url=url, timeout=60, retries=0), images))
+def make_plan(url: str, images: int, gzip: bool = False) -> Plan:
+    server = ServerConfig(url=url, timeout=60, retries=0, gzip=gzip)
+    return build_plan(bench_job(server, images))
 
 
 def plain_loop(plan: Plan, out: Path) -> float:
@@ -61,18 +66,25 @@ def sdbatch_run(plan: Plan, out: Path) -> float:
     return elapsed
 
 
-def throughput(images: int, rounds: int) -> tuple[float, float]:
-    base: list[float] = []
-    ours: list[float] = []
-    with webuis(1) as (url,), tempfile.TemporaryDirectory() as tmp:
-        plan = make_plan(url, images)
+def throughput(images: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Per way of running: (median images/s, median client CPU ms per image)."""
+    rates: dict[str, list[float]] = {"plain": [], "sdbatch": [], "sdbatch, gzip": []}
+    cpu: dict[str, list[float]] = {name: [] for name in rates}
+    with webuis(1, None, "--noise") as (url,), tempfile.TemporaryDirectory() as tmp:
+        plans = {"plain": make_plan(url, images), "sdbatch": make_plan(url, images)}
+        plans["sdbatch, gzip"] = make_plan(url, images, gzip=True)
         plain_loop(make_plan(url, 5), Path(tmp))  # warm up both sides
         for r in range(rounds):
-            for name, fn, times in (("plain", plain_loop, base), ("sdbatch", sdbatch_run, ours)):
-                out = Path(tmp) / f"{name}{r}"
+            for name in rates:
+                fn = plain_loop if name == "plain" else sdbatch_run
+                out = Path(tmp) / f"{name.replace(', ', '-')}{r}"
                 out.mkdir()
-                times.append(images / fn(plan, out))
-    return statistics.median(base), statistics.median(ours)
+                before = os.times()
+                rates[name].append(images / fn(plans[name], out))
+                after = os.times()
+                used = after.user - before.user + after.system - before.system
+                cpu[name].append(used / images * 1000)
+    return {n: (statistics.median(rates[n]), statistics.median(cpu[n])) for n in rates}
 
 
 def utilisation(images: int, delay: float) -> tuple[float, float]:
@@ -91,10 +103,33 @@ def main() -> None:
     parser.add_argument("--slow-images", type=int, default=50)
     args = parser.parse_args()
 
-    base, ours = throughput(args.images, args.rounds)
+    found = throughput(args.images, args.rounds)
+    base, ours = found["plain"][0], found["sdbatch"][0]
     u_base, u_ours = utilisation(args.slow_images, 0.1)
+    gz_rate, gz_cpu = found["sdbatch, gzip"]
     rows = [
         ("(a) images/s, zero server delay", f"{base:.1f}", f"{ours:.1f}", ours / base, ">= 1.0"),
+        (
+            "    same, sdbatch with gzip (before)",
+            f"{base:.1f}",
+            f"{gz_rate:.1f}",
+            gz_rate / base,
+            "",
+        ),
+        (
+            "    client CPU ms/image",
+            f"{found['plain'][1]:.2f}",
+            f"{found['sdbatch'][1]:.2f}",
+            found["sdbatch"][1] / found["plain"][1],
+            "",
+        ),
+        (
+            "    client CPU ms/image, gzip (before)",
+            f"{found['plain'][1]:.2f}",
+            f"{gz_cpu:.2f}",
+            gz_cpu / found["plain"][1],
+            "",
+        ),
         (
             "(b) server utilisation, 100 ms/image",
             f"{u_base:.3f}",
@@ -107,7 +142,7 @@ def main() -> None:
     for name, b, o, ratio, target in rows:
         print(f"{name:40} {b:>11} {o:>9} {ratio:>7.3f}  {target}")
     print(
-        f"({args.images} images x {args.rounds} rounds, median; 512x512 PNG; "
+        f"({args.images} images x {args.rounds} rounds, median; 512x512 noise PNG; "
         f"utilisation over {args.slow_images} images)"
     )
 

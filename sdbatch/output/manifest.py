@@ -307,7 +307,19 @@ def planned_axes(out_dir: Path) -> dict[str, list[Any]]:
     except (OSError, ValueError):
         return {}
     axes = data.get("axes") if isinstance(data, dict) else None
-    return {k: v for k, v in axes.items() if isinstance(v, list)} if isinstance(axes, dict) else {}
+    if not isinstance(axes, dict):
+        return {}
+    found = {k: v for k, v in axes.items() if isinstance(v, list)}
+    seeds = axes.get("seed")
+    if (
+        isinstance(seeds, dict)
+        and isinstance(seeds.get("range"), list)
+        and len(seeds["range"]) == 2
+    ):
+        start, stop = seeds["range"]
+        if isinstance(start, int) and isinstance(stop, int):
+            found["seed"] = list(range(start, stop))  # seeds: {start, count}, written short
+    return found
 
 
 def field_names(records: Iterable[Record]) -> list[str]:

@@ -133,7 +133,7 @@ def _apply_shortcuts(
 @dataclass(frozen=True)
 class Plan:
     job: Job
-    seeds: tuple[int, ...]
+    seeds: Sequence[int]  # a range for `seeds: {start, count}`: a 10^6-seed plan holds no list
     rng_seed: int | None  # the generator seed behind `seeds`, when they were drawn
     payload_count: int
     image_count: int
@@ -157,7 +157,8 @@ class Plan:
             job.exclude,
             job.variants,
             self.variant_seed,
-            self.seeds,
+            # Drawn seeds follow from their generator seed and count: no repr of 10^6 numbers.
+            (self.rng_seed, len(self.seeds)) if self.rng_seed is not None else self.seeds,
             job.extra_fields,
         )
         return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
@@ -246,10 +247,11 @@ def build_plan(
     """
     spec = job.seeds
     rng_seed: int | None = None
+    seeds: Sequence[int]
     if spec.values:
         seeds = spec.values
     elif spec.start is not None:
-        seeds = tuple(range(spec.start, spec.start + spec.count))
+        seeds = range(spec.start, spec.start + spec.count)
     else:
         if rng is None:
             rng_seed = spec.rng_seed if spec.rng_seed is not None else default_rng_seed(job)

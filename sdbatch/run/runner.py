@@ -231,8 +231,10 @@ def _planned(plan: Plan) -> dict[str, Any]:
     """plan.json: the axis values in plan order, so sheets of a stopped run still show the
     rows and columns it did not reach."""
     job = plan.job
-    axes = {name: list(values) for name, values in (*job.grid, *job.zip, *job.vars)}
-    axes["seed"] = list(plan.seeds)
+    axes: dict[str, Any] = {name: list(values) for name, values in (*job.grid, *job.zip, *job.vars)}
+    seeds = plan.seeds
+    # A range stays a range ({"range": [start, stop]}): a 10^6-seed list is ~10 MB of JSON.
+    axes["seed"] = {"range": [seeds.start, seeds.stop]} if isinstance(seeds, range) else list(seeds)
     return {
         "job": job.name,
         "payloads": plan.payload_count,

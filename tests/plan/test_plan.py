@@ -57,7 +57,7 @@ def test_payload_merges_layers() -> None:
 
 
 def test_seed_forms() -> None:
-    assert build_plan(make_job(seeds=SeedSpec(start=7, count=3))).seeds == (7, 8, 9)
+    assert list(build_plan(make_job(seeds=SeedSpec(start=7, count=3))).seeds) == [7, 8, 9]
     drawn = build_plan(make_job(seeds=SeedSpec(count=5)))
     again = build_plan(make_job(seeds=SeedSpec(count=5)))
     assert drawn.seeds == again.seeds and len(set(drawn.seeds)) == 5

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import requests
 
+from sdbatch.backends.a1111.installed import Installed
 from sdbatch.backends.a1111.names import (
     AUTOMATIC,
     V110_SCHEDULERS,
@@ -45,6 +46,9 @@ class ServerFacts:
     # What the server says it is, when it says so before a txt2img (SD.Next's /version);
     # A1111 and Forge only report theirs in a response's `info.version`.
     version: str | None = None
+    # LoRAs, embeddings, styles and hypernetworks, read only if the job names some; None for
+    # facts not read from a server (then those names go unchecked).
+    installed: Installed | None = field(default=None, compare=False, repr=False)
 
     def sampler(self, name: str) -> str | None:
         """The server's spelling of a sampler name or alias, None when it has no such one."""
@@ -84,8 +88,10 @@ class ServerFacts:
 
 
 def inspect_server(url: str, session: requests.Session, *, timeout: float = 30) -> ServerFacts:
-    """Read every list preflight needs, one GET each. Raises `ServerUnreachableError` when the
-    webui cannot be reached and `ServerError` when it answers a required list with an error."""
+    """Read every list preflight needs, one GET each (LoRAs, embeddings, styles and
+    hypernetworks later, by `installed`, if the job names some). Raises
+    `ServerUnreachableError` when the webui cannot be reached and `ServerError` when it answers
+    a required list with an error."""
     base = url.rstrip("/")
 
     def get(path: str, *, optional: bool = False) -> Any:
@@ -135,6 +141,7 @@ def inspect_server(url: str, session: requests.Session, *, timeout: float = 30) 
         latent_modes=tuple(str(m["name"]) for m in get("latent-upscale-modes") or ()),
         options=MappingProxyType(dict(get("options") or {})),
         version=_version(about),
+        installed=Installed(url, session, timeout=timeout),
     )
 
 

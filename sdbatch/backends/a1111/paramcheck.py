@@ -6,7 +6,8 @@ called by `postcheck.compare` after its sampler, schedule and checkpoint checks.
 keeps an option one request overrode for every later one (OBSERVED 1: `Clip skip: 2` in images
 that never asked for it) and rounds sizes down to multiples of 8 while its `info` and infotext
 still echo the asked size (OBSERVED 5). Only the PNG itself and the parameters the webui adds
-on its own tell. A parameter the payload did not ask for is a mismatch with a note in words.
+on its own tell. A parameter the payload did not ask for is a mismatch with a note in words,
+and so is a LoRA the prompt names that the infotext's `Lora hashes` leaves out (`extranets`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from sdbatch.backends.a1111.extranets import dropped_loras
 
 # The webui's values when the payload says nothing (StableDiffusionProcessingTxt2Img, opts).
 DEFAULT_CLIP_SKIP = 1
@@ -123,6 +126,7 @@ def check_params(
             asked, got = _text(sent.get(key)), _text(params.get(param))
             if asked != got:
                 diffs[key] = [asked, got]
+    diffs.update(dropped_loras(sent, params))  # a LoRA the webui could not find or load
     return diffs
 
 

@@ -7,7 +7,8 @@ txt2img of a run and in `sdbatch check JOB [--server URL]`; the worker then send
 unknown sampler by "DPM++ 2M" and an unknown scheduler by Automatic, an unknown checkpoint by
 the loaded one, and v1.8 drops `scheduler` without a word (a1111-api.md §3, §5, §7): a night of
 images made with the wrong settings. So every sampler, scheduler, checkpoint and upscaler the
-job can send is checked here, each at its `file:line:col`, all raised at once (exit 2).
+job can send is checked here, and every LoRA, hypernetwork and style (`extranets`), each at its
+`file:line:col`, all raised at once (exit 2).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sdbatch.backends.a1111 import extranets
 from sdbatch.backends.a1111.facts import ServerFacts, inspect_server
 from sdbatch.backends.a1111.names import (
     AUTOMATIC,
@@ -243,6 +245,7 @@ class _Check:
         self.scheduler_names()
         self.checkpoint_names()
         self.upscaler_names()
+        self.problems += extranets.check(self.job, self.facts, _hint)
         facts = self.facts
         source = source or facts
         pinned = self.pinned(source)

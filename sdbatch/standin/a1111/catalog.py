@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from sdbatch.standin.a1111 import networks
+
 VERSION = "v1.10.1"
 
 
@@ -57,6 +59,7 @@ class Checkpoint:
     # none but the model it started with: /sd-models lists the others with hash null and a
     # title without "[hash]", and hash aliases find nothing, until loaded once (OBSERVED 11).
     hashed: bool = True
+    text_width: int = 768  # of its text encoder: embeddings of another width are skipped
 
     @property
     def model_name(self) -> str:
@@ -182,7 +185,11 @@ class Catalog:
             "v1-5-pruned-emaonly.safetensors",
             "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa",
         ),
-        Checkpoint("sd_xl_base_1.0.safetensors", _fake_sha256("sd_xl_base_1.0.safetensors")),
+        Checkpoint(
+            "sd_xl_base_1.0.safetensors",
+            _fake_sha256("sd_xl_base_1.0.safetensors"),
+            text_width=2048,
+        ),
         Checkpoint("dreamshaper_8.safetensors", _fake_sha256("dreamshaper_8.safetensors")),
     )
     # As the real v1.10.1 lists them with no upscaler models downloaded (g_upscalers).
@@ -216,6 +223,12 @@ class Catalog:
         "x/y/z plot",
     )
     alwayson_scripts: tuple[str, ...] = ("extra options", "hypertile", "refiner", "seed")
+    loras: tuple[networks.Lora, ...] = networks.LORAS
+    # Files copied in after startup: listed only after POST /refresh-loras (extranets.py).
+    pending_loras: tuple[networks.Lora, ...] = ()
+    embeddings: tuple[networks.Embedding, ...] = networks.EMBEDDINGS
+    styles: tuple[networks.Style, ...] = networks.STYLES
+    hypernetworks: tuple[networks.Hypernetwork, ...] = networks.HYPERNETWORKS
 
     def sampler(self, name: str) -> Sampler | None:
         return next((s for s in self.samplers if s.name == name), None)
@@ -280,6 +293,8 @@ class Catalog:
             "use_old_hires_fix_width_height": False,
             "no_dpmpp_sde_batch_determinism": False,
             "fp8_storage": "Disable",
+            "lora_add_hashes_to_infotext": True,
+            "textual_inversion_add_hashes_to_infotext": True,
         }
 
 
@@ -287,6 +302,11 @@ class Catalog:
 # stand-in can stand where the real webui stood in a conformance run (`--catalog tiny`).
 TINY = Catalog(
     version="v1.10.1",
+    # The real test webui has no LoRAs, embeddings, styles or hypernetworks.
+    loras=(),
+    embeddings=(),
+    styles=(),
+    hypernetworks=(),
     checkpoints=(
         Checkpoint(
             "tinyC.safetensors", "587597b8f42c50369c4beb92f8ad20b6925b496386fdf84f4fca5bcd4eca07bd"

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--samples-format", choices=FORMATS, default="png", help="image format of the answers (png)"
     )
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="answer with seeded noise (as random-weight models draw: PNGs of real-photo size)",
+    )
     parser.add_argument("--seed", type=int, help="make random seeds and faults reproducible")
     parser.add_argument(
         "--fail-rate",
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None =
         step_delay=args.step_delay,
         image_delay=args.image_delay,
         samples_format=args.samples_format,
+        noise=args.noise,
         seed=args.seed,
         behaviour=args.behaviour,
         substitute=_parse_substitute(args.substitute),

@@ -1,7 +1,7 @@
 """From a validated request to what the webui would generate: sampler, seeds, model, infotexts.
 
 Follows `Api.text2imgapi` and `process_images_inner` of v1.10.1 (a1111-api.md §2, §3, §5, §7).
-Deliberately not modelled: styles (the stand-in has none, so prompts pass unchanged), the
+Styles, LoRA and embedding hashes come from `extranets`. Deliberately not modelled: the
 `infotext` request field (accepted, not applied) and hires-fix job doubling in /progress.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdbatch.standin.a1111 import extranets
 from sdbatch.standin.a1111.behaviours import Behaviour
 from sdbatch.standin.a1111.catalog import Catalog, Checkpoint
 from sdbatch.standin.a1111.errors import http_exception, webui_exception
@@ -53,6 +54,11 @@ class Job:
     timestamp: str
     behaviour: Behaviour
     extra: dict[str, Any] = field(default_factory=dict)
+    # The prompts with styles merged, for all_prompts and the infotext (info.prompt: as asked).
+    styled: Mapping[str, str] = field(default_factory=dict)
+
+    def text(self, key: str) -> Any:
+        return self.styled.get(key, self.req[key])
 
     @property
     def version(self) -> str:
@@ -88,11 +94,13 @@ def plan_job(
     seeds = tuple(seed + (0 if variation else i) for i in range(n))
     extra: dict[str, Any] = dict(resolved.extra)
     size = (req["width"], req["height"])
-    if req["enable_hr"]:
+    if req.get("enable_hr"):  # img2img has no hires fields
         size = _hires(req, behaviour.catalog, extra)
     # The latent is size // 8: a width of 65 gives a 64-pixel image, while info and the
     # infotext still say 65 (OBSERVED 5).
     size = (size[0] // 8 * 8, size[1] // 8 * 8)
+    styled = extranets.styled(req, behaviour.catalog)
+    extra.update(extranets.infotext_params({**req, **styled}, opts, behaviour.catalog, checkpoint))
     return Job(
         req,
         opts,
@@ -105,6 +113,7 @@ def plan_job(
         timestamp,
         behaviour,
         extra,
+        styled,
     )
 
 
@@ -190,9 +199,9 @@ def infotext(job: Job, index: int) -> str:
     line = ", ".join(
         k if k == v else f"{k}: {_quote(v)}" for k, v in params.items() if v is not None
     )
-    negative = req["negative_prompt"]
+    negative = job.text("negative_prompt")
     negative_text = f"\nNegative prompt: {negative}" if negative else ""
-    return f"{req['prompt']}{negative_text}\n{line}".strip()
+    return f"{job.text('prompt')}{negative_text}\n{line}".strip()
 
 
 def info(job: Job, infotexts: list[str], index_of_first_image: int) -> str:
@@ -205,9 +214,9 @@ def info(job: Job, infotexts: list[str], index_of_first_image: int) -> str:
     n = job.total
     obj = {
         "prompt": req["prompt"],
-        "all_prompts": [req["prompt"]] * n,
+        "all_prompts": [job.text("prompt")] * n,
         "negative_prompt": req["negative_prompt"],
-        "all_negative_prompts": [req["negative_prompt"]] * n,
+        "all_negative_prompts": [job.text("negative_prompt")] * n,
         "seed": job.seeds[0] if n else None,
         "all_seeds": list(job.seeds),
         "subseed": job.subseeds[0] if n else None,

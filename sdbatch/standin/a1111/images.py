@@ -15,6 +15,7 @@ import functools
 import hashlib
 import io
 import math
+import random
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -39,6 +40,13 @@ def colour_for(seed: int, prompt: str) -> tuple[int, int, int]:
     """A stable colour per (seed, prompt), so different seeds give visibly different images."""
     digest = hashlib.blake2b(f"{seed}\0{prompt}".encode(), digest_size=3).digest()
     return digest[0], digest[1], digest[2]
+
+
+def noise(width: int, height: int, seed: int) -> Image.Image:
+    """Seeded RGB noise: what a random-weight model draws, and about as big once compressed as
+    a real photo (a 512x512 PNG is ~0.8 MB), for measuring what bytes cost the client."""
+    data = random.Random(seed).randbytes(width * height * 3)
+    return Image.frombytes("RGB", (width, height), data)
 
 
 def render(width: int, height: int, seed: int, label: Sequence[str], prompt: str) -> Image.Image:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdbatch.standin.a1111 import model
+from sdbatch.standin.a1111 import extranets, img2img, model
 from sdbatch.standin.a1111.errors import ApiError, Dropped, http_exception
 from sdbatch.standin.a1111.host import Host
 
@@ -61,6 +61,7 @@ def check_auth(webui: Host, header: str | None) -> None:
 
 
 def txt2img(webui: Host, req: Request, out: Outcome) -> Any:
+    """txt2img and img2img: one front (fault, body, auth), which server.py knows by identity."""
     fault = webui.faults.draw()
     if fault is not None:
         out.fault = fault.kind
@@ -76,7 +77,10 @@ def txt2img(webui: Host, req: Request, out: Outcome) -> Any:
     v2 = webui.behaviour.pydantic_v2
     body = model.decode_body(req.raw, req.content_type, v2)
     check_auth(webui, req.authorization)
-    response, seeds = webui.txt2img(model.validate(body, webui.behaviour.fields, v2))
+    if req.path == img2img.PATH:
+        response, seeds = img2img.generate(webui, body)
+    else:
+        response, seeds = webui.txt2img(model.validate(body, webui.behaviour.fields, v2))
     out.seeds, out.images = seeds, len(response["images"])
     return response
 
@@ -205,6 +209,7 @@ SDAPI = "/sdapi/v1/"
 
 ROUTES: dict[str, dict[str, Handler]] = {
     "/sdapi/v1/txt2img": {"POST": txt2img},
+    img2img.PATH: {"POST": txt2img},
     "/sdapi/v1/progress": {"GET": progress},
     "/sdapi/v1/interrupt": {"POST": interrupt},
     "/sdapi/v1/skip": {"POST": skip},
@@ -230,7 +235,6 @@ ROUTES: dict[str, dict[str, Handler]] = {
         "GET": _static(lambda w: [{"name": n} for n in w.catalog.latent_upscale_modes])
     },
     "/sdapi/v1/sd-vae": {"GET": _static(lambda w: [])},
-    "/sdapi/v1/prompt-styles": {"GET": _static(lambda w: [])},
     "/sdapi/v1/memory": {"GET": _static(lambda w: _MEMORY)},
     "/sdapi/v1/cmd-flags": {"GET": _static(_cmd_flags)},
     "/mock/log": {"GET": mock_log},
@@ -250,5 +254,6 @@ OPTIONAL: dict[str, dict[str, Handler]] = {
 def routes_for(webui: Host) -> dict[str, dict[str, Handler]]:
     b = webui.behaviour
     table = {path: m for path, m in ROUTES.items() if path not in b.removed_routes}
+    table.update(extranets.routes())  # LoRAs, embeddings, styles, hypernetworks
     table.update({path: OPTIONAL[path] for path in sorted(b.added_routes)})
     return table

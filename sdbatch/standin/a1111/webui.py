@@ -1,4 +1,4 @@
-"""`MockWebui`: the stand-in server object — lifecycle, options, and the txt2img job itself."""
+"""`MockWebui`: the stand-in server object — lifecycle, options, and the txt2img/img2img job."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from sdbatch.standin.a1111 import behaviours, generation, output, routes
+from sdbatch.standin.a1111 import behaviours, generation, images, img2img, output, routes
 from sdbatch.standin.a1111.behaviours import Behaviour
 from sdbatch.standin.a1111.catalog import Catalog, Checkpoint
 from sdbatch.standin.a1111.errors import Dropped, webui_exception
@@ -48,6 +48,7 @@ class MockWebui(Observation):
         step_delay: float = 0.0,
         image_delay: float = 0.0,
         samples_format: str = "png",
+        noise: bool = False,
         seed: int | None = None,
         catalog: Catalog | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -58,6 +59,7 @@ class MockWebui(Observation):
     ) -> None:
         self.host, self.port, self.auth = host, port, auth
         self.step_delay, self.image_delay = step_delay, image_delay
+        self.noise = noise  # pictures that do not compress, as big as real ones
         chosen = behaviours.get(behaviour) if isinstance(behaviour, str) else behaviour
         # An explicit catalog replaces the behaviour's installed models and samplers.
         self.behaviour: Behaviour = replace(chosen, catalog=catalog) if catalog else chosen
@@ -182,7 +184,8 @@ class MockWebui(Observation):
 
     # -- txt2img ---------------------------------------------------------------------------
     def txt2img(self, req: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[int, ...]]:
-        """Generate for a validated request; returns the response body and the seeds used."""
+        """Generate for a validated request (img2img's too: it holds `init_images`); returns the
+        response body and the seeds used."""
         generation.check_scripts(req, self.catalog)
         used = self.substitution.request(req)
         # Sampler validation (a 404 on v1.8/v1.9/SD.Next) happens before the queue lock.
@@ -216,11 +219,13 @@ class MockWebui(Observation):
         restore_afterwards only those already in `opts.data` are put back (OBSERVED 1): an
         option no one had set before stays set for every later request, from any client."""
         overrides: Mapping[str, Any] = req["override_settings"] or {}
+        # img2img's pictures are decoded before the overrides apply: a bad one changes nothing.
+        init = img2img.Init.of(req)
         with self._options_lock:
             stored = {k: self._options[k] for k in overrides if k in self._data_keys}
         try:
             self._set_overrides(overrides)
-            return self._generate(req)
+            return self._generate(req, init)
         finally:
             if req["override_settings_restore_afterwards"]:
                 with self._options_lock:
@@ -244,7 +249,9 @@ class MockWebui(Observation):
                     self._options[key] = value
                 self._data_keys.add(key)
 
-    def _generate(self, req: Mapping[str, Any]) -> tuple[generation.Job, list[Image.Image]]:
+    def _generate(
+        self, req: Mapping[str, Any], init: img2img.Init | None
+    ) -> tuple[generation.Job, list[Image.Image]]:
         opts = self.options()
         ckpt = self.checkpoint(str(opts["sd_model_checkpoint"])) or self._loaded
         # An override restored afterwards leaves its model loaded; the next request that does
@@ -257,6 +264,8 @@ class MockWebui(Observation):
             raise webui_exception("ZeroDivisionError", "integer division or modulo by zero")
         stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(self._wall_clock()))
         job = generation.plan_job(req, opts, ckpt, self.behaviour, self._seed_rng, stamp)
+        if init is not None:
+            job = init.adapt(job)
         width, height = job.size
         if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
             raise webui_exception(
@@ -272,20 +281,21 @@ class MockWebui(Observation):
             )
         if ckpt.nan:  # devices.test_for_nans after the first UNet step
             raise webui_exception("NansException", NANS_MESSAGE)
-        n_iter, batch = max(1, req["n_iter"] or 1), max(1, req["batch_size"] or 1)
+        n_iter, batch = max(1, req["n_iter"] or 1), max(1, job.req["batch_size"] or 1)
         oom = self._faults.out_of_memory(batch, job.seeds)
         if oom is not None:
             raise oom
         self.recorder.job_started(self.clock())
-        steps = max(0, req["steps"] or 0)
-        self.state.begin("scripts_txt2img", n_iter, stamp)
+        steps = max(0, req["steps"] or 0) if init is None else init.steps
+        task = "scripts_txt2img" if init is None else "scripts_img2img"
+        self.state.begin(task, n_iter, stamp)
         pictures: list[Image.Image] = []
         try:
             self.state.wait(self._faults.take_slow())  # an injected long job; interruptible
             for it in range(n_iter):
                 if self.state.interrupted or self.stopping.is_set():
                     break  # remaining n_iter batches are skipped
-                label = f"Batch {it + 1} out of {n_iter}" if n_iter > 1 else "scripts_txt2img"
+                label = f"Batch {it + 1} out of {n_iter}" if n_iter > 1 else task
                 self.state.next_batch(it, label, steps)
                 self._sample(steps, batch)
                 # An interrupted batch still returns its (partially denoised) images.
@@ -306,4 +316,6 @@ class MockWebui(Observation):
 
     def _picture(self, job: generation.Job, index: int) -> Image.Image:
         self.recorder.image(output.record(job, index, self.clock()))
+        if self.noise:
+            return images.noise(job.size[0], job.size[1], job.seeds[index])
         return output.render(job, index)

@@ -1,13 +1,14 @@
 """Rebuild exchanges.json from the real webui's recorded answers.
 
-Usage: python tests/data/real-a1111/trim.py [CAPTURE.tar.gz ...] [--record URL]
+Usage: python tests/data/real-a1111/trim.py [CAPTURE.tar.gz ...] [--record URL [--only img2img]]
 
 Reads the captures that ../shared/real-webui/captured/ holds (one JSON per call, recorded from
 the unmodified AUTOMATIC1111 v1.10.1) and keeps what the golden tests compare: the request, the
 status, the content type, the body without its base64 images, `info` as the server ordered it,
 and each PNG's format, size, mode and text chunks. `--record URL` adds this session's own
-recordings from a running real webui (the NaN model's answer). Nothing of the webui's source
-is kept, only its answers.
+recordings from a running real webui (the NaN model's answer, a float Clip skip, img2img,
+a missing LoRA); `--only img2img` records just that group and keeps the other own recordings.
+Nothing of the webui's source is kept, only its answers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import img2img_calls  # beside this script
 import requests
 from PIL import Image
 
@@ -39,6 +41,7 @@ def trim(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(body, dict) and isinstance(body.get("images"), list):
         out["image_count"] = len(body["images"])
         body = {k: v for k, v in body.items() if k != "images"}
+        body["parameters"] = echoed(body.get("parameters"))
         if "info" in body:
             body["info"] = record.get("info_parsed", json.loads(body["info"]))
     out["body"] = body
@@ -47,6 +50,13 @@ def trim(record: dict[str, Any]) -> dict[str, Any]:
         for meta in record.get("images_meta") or []
     ]
     return out
+
+
+def echoed(parameters: Any) -> Any:
+    """img2img's echo with `include_init_images` carries the pictures back: kept as a count."""
+    if isinstance(parameters, dict) and isinstance(parameters.get("init_images"), list):
+        return {**parameters, "init_images": len(parameters["init_images"])}
+    return parameters
 
 
 def from_tarball(path: Path) -> dict[str, dict[str, Any]]:
@@ -64,8 +74,10 @@ def from_tarball(path: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def record(url: str) -> dict[str, dict[str, Any]]:
-    """This session's own recordings: the calls the captures lack."""
+def record(url: str, only: str | None = None) -> dict[str, dict[str, Any]]:
+    """This session's own recordings: the calls the captures lack (`only`: one group)."""
+    if only == "img2img":
+        return record_img2img(url)
     models = requests.get(f"{url}/sdapi/v1/sd-models", timeout=30).json()
     nan = next(m["title"] for m in models if "nan" in m["model_name"].lower())
     payload = {
@@ -119,7 +131,33 @@ def record(url: str) -> dict[str, dict[str, Any]]:
         method = "GET" if body is None else "POST"
         response = requests.request(method, url + path, json=body, timeout=600)
         found[f"own/{name}"] = exchange(method, path, body, response)
+    found.update(record_img2img(url))
+    found.update(record_extranets(url))
     return found
+
+
+def record_img2img(url: str) -> dict[str, dict[str, Any]]:
+    """POST /sdapi/v1/img2img with each of img2img_calls.py's bodies."""
+    found = {}
+    for name, payload in img2img_calls.calls(url):
+        response = requests.post(f"{url}/sdapi/v1/img2img", json=payload, timeout=600)
+        found[f"own/img2img_{name}"] = exchange("POST", "/sdapi/v1/img2img", payload, response)
+    return found
+
+
+def record_extranets(url: str) -> dict[str, dict[str, Any]]:
+    """A prompt naming a LoRA the webui does not have (it has none): 200, the tag kept in the
+    prompt, no `Lora hashes` — the only trace an API client gets of the dropped LoRA."""
+    payload = {
+        "prompt": "a cat <lora:missing:0.8>",
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "seed": 1,
+        "sampler_name": "Euler",
+    }
+    response = requests.post(f"{url}/sdapi/v1/txt2img", json=payload, timeout=600)
+    return {"own/lora_missing": exchange("POST", "/sdapi/v1/txt2img", payload, response)}
 
 
 def exchange(method: str, path: str, payload: Any, response: requests.Response) -> dict[str, Any]:
@@ -149,17 +187,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("captures", nargs="*", type=Path, default=[DEFAULT])
     parser.add_argument("--record", metavar="URL")
+    parser.add_argument("--only", choices=["img2img"], help="record just this group")
     args = parser.parse_args()
     target = HERE / "exchanges.json"
     found: dict[str, Any] = {}
     for path in args.captures:
         found.update(from_tarball(path))
-    if args.record:
-        found.update(record(args.record.rstrip("/")))
-    elif target.exists():  # keep earlier own recordings
+    if (not args.record or args.only) and target.exists():  # keep earlier own recordings
         found.update(
             {k: v for k, v in json.loads(target.read_text()).items() if k.startswith("own/")}
         )
+    if args.record:
+        found.update(record(args.record.rstrip("/"), args.only))
     target.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{len(found)} exchanges -> {target} ({target.stat().st_size // 1024} KiB)")
     return 0
