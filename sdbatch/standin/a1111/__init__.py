@@ -2,12 +2,14 @@
 for tests and benchmarks.
 
 It is a real HTTP server (stdlib `ThreadingHTTPServer`, daemon threads) that answers
-`POST /sdapi/v1/txt2img` the way the webui does (a1111-api.md): pydantic-v1 coercion and 422
-bodies, a FIFO queue lock, webui seeds, v1.10 sampler/scheduler fallbacks, `info` as a JSON
+`POST /sdapi/v1/txt2img` and `/img2img` the way the webui does (a1111-api.md, and the real
+v1.10.1's recorded answers in tests/data/real-a1111): pydantic-v1 coercion and 422 bodies, a FIFO
+queue lock, webui seeds, v1.10 sampler/scheduler fallbacks, options that leak, `info` as a JSON
 string, a grid only with `save_images`, and real PNG/JPEG/WEBP images of the requested size
-carrying their infotext. It also serves /progress, /interrupt, /skip, /options, /samplers,
-/schedulers, /sd-models, /upscalers, /latent-upscale-modes, /memory and /cmd-flags, with
-optional HTTP Basic auth on `/sdapi/v1/*`.
+carrying their infotext (with `--noise`, seeded noise as big as real pictures). It also serves
+/progress, /interrupt, /skip, /options, /samplers, /schedulers, /sd-models, /upscalers,
+/latent-upscale-modes, /loras, /embeddings, /hypernetworks, /prompt-styles, the refresh routes,
+/memory and /cmd-flags, with optional HTTP Basic auth on `/sdapi/v1/*`.
 
 `behaviour="v1.9" | "v1.8" | "forge" | "sdnext"` poses as another webui (behaviours.py: sampler
 validation, request model, error shapes, info keys, routes); `substitute={"sampler_name": ...}`
