@@ -134,12 +134,13 @@ def parse_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
         yield line_no, row if isinstance(row, dict) else None
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
-    """(line number, byte offset, row) for each line of a manifest, read as a stream: a 10^6-row
-    manifest is never held whole. The row is None for a line that is not a JSON object, and
-    for a last line without its newline (a crash cut it short mid-append)."""
+def iter_rows(path: Path, start: int = 0) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
+    """(line number, byte offset, row) for each line of a manifest from byte `start` (a line's
+    beginning), read as a stream: a 10^6-row manifest is never held whole. The row is None for
+    a line that is not a JSON object, and for a last line without its newline (a crash cut it
+    short mid-append). Line numbers count from `start`."""
     with path.open("rb") as fh:
-        offset = 0
+        offset = fh.seek(start)
         for line_no, raw in enumerate(fh):
             row: Any = None
             if raw.endswith(b"\n"):

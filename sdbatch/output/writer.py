@@ -24,6 +24,7 @@ from typing import Any
 from sdbatch.backends.base import USED_FIELDS, DecodeError, GeneratedImage, Outcome, Response
 from sdbatch.errors import OutputError
 from sdbatch.output.atomic import replace_file
+from sdbatch.output.index import IndexAppender
 from sdbatch.output.manifest import MANIFEST, parse_lines
 from sdbatch.output.resume import Done
 
@@ -141,6 +142,7 @@ class Writer:
         self.done = done or Done()  # images finished by an earlier run: never written again
         self.plan = plan  # the plan's fingerprint, in every row: resume matches by position
         self._claimed = _Claimed(out_dir / MANIFEST)
+        self._index = IndexAppender(out_dir)
         # Rows waiting for the next flush, with the image file each one names.
         self._pending: list[tuple[Path | None, dict[str, Any]]] = []
         self._syncs = ThreadPoolExecutor(
@@ -151,6 +153,7 @@ class Writer:
             # Unbuffered: a row that failed to go out (disk full) must not linger in a buffer
             # and be flushed, half, by close().
             self._manifest = (out_dir / MANIFEST).open("ab", buffering=0)
+            self._end = os.fstat(self._manifest.fileno()).st_size
         except OSError as exc:
             raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
@@ -158,6 +161,7 @@ class Writer:
         """Without a flush: what is still pending was never recorded (the caller flushes)."""
         self._syncs.shutdown()
         self._manifest.close()
+        self._index.close()
 
     @property
     def pending(self) -> int:
@@ -171,13 +175,18 @@ class Writer:
         try:
             files = [path for path, _ in pending if path is not None]
             list(self._syncs.map(_sync_file, files))
-            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for _, row in pending)
-            line = memoryview(text.encode())
-            while line:  # a raw write may take only part of it
-                line = line[self._manifest.write(line) or 0 :]
+            lines = [(json.dumps(row, ensure_ascii=False) + "\n").encode() for _, row in pending]
+            data = memoryview(b"".join(lines))
+            while data:  # a raw write may take only part of it
+                data = data[self._manifest.write(data) or 0 :]
             os.fsync(self._manifest.fileno())
         except OSError as exc:
             raise OutputError(f"cannot append to {self.out_dir / MANIFEST}: {exc}") from exc
+        entries = []
+        for (_, row), line in zip(pending, lines, strict=True):
+            entries.append((row, self._end, self._end + len(line)))
+            self._end += len(line)
+        self._index.add(entries)  # after the rows are safe: the index only ever trails them
         return [row for _, row in pending]
 
     def _append(self, row: dict[str, Any], path: Path | None = None) -> None:

@@ -393,3 +393,35 @@ def test_a_resume_by_position_and_by_payload_agree(
     generated = len(webui.generated)
     result = run_cli("run", str(job), "--out", str(out))
     assert "4 done, 0 to do" in result.err and len(webui.generated) == generated
+
+
+def _done(out: Path) -> int:
+    state = open_output(out, "night")
+    try:
+        return state.done.count
+    finally:
+        state.release()
+
+
+def test_the_index_answers_as_the_manifest_does_and_a_stale_one_is_not_used(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "job.yaml", webui.url, ["a cat", "a dog"], {"start": 1, "count": 4})
+    out = tmp_path / "out"
+    run_cli("run", str(job), "--out", str(out))
+    index = out / "manifest.idx"
+    assert len(index.read_text().splitlines()) == 1 + 8  # a header and one entry per image
+    assert _done(out) == 8
+    index.unlink()
+    assert _done(out) == 8 and index.exists()  # rebuilt from the manifest by that resume
+    # The manifest cut back by two rows (and one other row appended): the index's last entry
+    # no longer stands there, so it is not used; the two images are made again.
+    lines = (out / "manifest.jsonl").read_text().splitlines(keepends=True)
+    other = json.dumps({"id": "x", "status": "failed", "job": "night", "payload_id": "x"}) + "\n"
+    (out / "manifest.jsonl").write_text("".join(lines[:-2]) + other)
+    generated = len(webui.generated)
+    result = run_cli("run", str(job), "--out", str(out))
+    assert "6 done, 2 to do" in result.err and len(webui.generated) == generated + 2
+    # An index beside another manifest is ignored too.
+    (out / "manifest.jsonl").write_text(lines[0])
+    assert _done(out) == 1
