@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from _common import free_port
+from _common import free_port, timed
 
 
 def run(job_file: Path, out: Path, url: str) -> tuple[float, float]:
     cmd = [sys.executable, "-m", "sdbatch", "run", str(job_file), "--out", str(out)]
-    cmd += ["--server", url, "--wait", "30", "--quiet"]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(proc.stderr.read().decode()[-2000:] if proc.stderr else "failed")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    seconds, rss, _ = timed([*cmd, "--server", url, "--wait", "30", "--quiet"])
+    return seconds, rss
 
 
 def main() -> None:

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from _common import free_port
+from _common import free_port, timed
 
 from sdbatch.job.loader import load_job
 from sdbatch.plan.expand import build_plan
@@ -87,19 +85,6 @@ def populate(out: Path, job_file: Path) -> None:
                 "mismatch": None,
             }
             manifest.write(json.dumps(row) + "\n")
-
-
-def timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB and stderr of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd} exited {proc.returncode}: {err[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024, err
 
 
 def stats(values: list[float]) -> str:

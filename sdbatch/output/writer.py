@@ -25,7 +25,7 @@ from sdbatch.backends.base import USED_FIELDS, DecodeError, GeneratedImage, Outc
 from sdbatch.errors import OutputError
 from sdbatch.output.atomic import replace_file
 from sdbatch.output.index import IndexAppender
-from sdbatch.output.manifest import MANIFEST, parse_lines
+from sdbatch.output.manifest import MANIFEST, iter_rows
 from sdbatch.output.resume import Done
 
 SUMMARY = "summary.json"
@@ -109,10 +109,9 @@ class _Claimed:
 
     def __contains__(self, name: str) -> bool:
         if self._names is None:
-            text = self._manifest.read_text(encoding="utf-8", errors="replace")
             self._names = {
                 str(row.get("file"))
-                for _, row in parse_lines(text)
+                for _, _, row in iter_rows(self._manifest)
                 if row and row.get("status") in ("ok", "mismatch")
             }
         return name in self._names

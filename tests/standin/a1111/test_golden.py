@@ -10,7 +10,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -121,6 +121,25 @@ def test_a_bad_key_still_applies_the_options_before_it(tiny: MockWebui) -> None:
     assert REAL["t19_send_images_false"]["body"]["info"]["clip_skip"] == 2
 
 
+def replay(
+    server: MockWebui,
+    names: list[str],
+    check_options: Callable[[str, Mapping[str, Any], Mapping[str, Any]], None],
+) -> None:
+    """Send a recorded sequence in order: each answer's status as recorded, images with the
+    recorded infotext, GET /options as `check_options` says, other bodies the same."""
+    for name in names:
+        recorded = REAL[name]
+        response = send(server, recorded)
+        assert response.status_code == recorded["status"], name
+        if recorded["images"]:
+            assert infotext(response) == real_infotext(name), name
+        elif recorded["request"]["method"] == "GET":
+            check_options(name, response.json(), recorded["body"])
+        else:
+            assert response.json() == recorded["body"], name
+
+
 def test_a_model_switch_as_the_real_webui_does_it(tiny: MockWebui) -> None:
     # w01-w10 (OBSERVED 2): restore=true puts the configured model's name back in /options
     # while the switched-to model's hash stays; restore=false keeps the switch; an unknown
@@ -129,18 +148,12 @@ def test_a_model_switch_as_the_real_webui_does_it(tiny: MockWebui) -> None:
     requests.post(f"{tiny.url}/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 2}, timeout=5)
     steps = [n for n in REAL if re.match(r"w(0\d|10)_", n)]
     assert len(steps) == 10
-    for name in steps:
-        recorded = REAL[name]
-        response = send(tiny, recorded)
-        assert response.status_code == recorded["status"], name
-        if recorded["images"]:
-            assert infotext(response) == real_infotext(name), name
-        elif recorded["request"]["method"] == "GET":
-            keys = ("sd_model_checkpoint", "sd_checkpoint_hash", "CLIP_stop_at_last_layers")
-            got = response.json()
-            assert {k: got[k] for k in keys} == {k: normal(recorded["body"][k]) for k in keys}, name
-        else:
-            assert response.json() == recorded["body"], name
+    keys = ("sd_model_checkpoint", "sd_checkpoint_hash", "CLIP_stop_at_last_layers")
+
+    def options(name: str, got: Mapping[str, Any], real: Mapping[str, Any]) -> None:
+        assert {k: got[k] for k in keys} == {k: normal(real[k]) for k in keys}, name
+
+    replay(tiny, steps, options)
 
 
 def test_an_interrupt_stops_only_the_running_request() -> None:
@@ -188,14 +201,8 @@ def test_a_float_clip_skip_breaks_the_webui_until_options_reset_it(tiny: MockWeb
     assert requests.get(f"{tiny.url}/sdapi/v1/options", timeout=5).json()[CLIP] == 1
     steps = sorted(n for n in REAL if n.startswith("own/clip_float_"))
     assert len(steps) == 10
-    for name in steps:
-        recorded = REAL[name]
-        response = send(tiny, recorded)
-        assert response.status_code == recorded["status"], name
-        if recorded["images"]:
-            assert infotext(response) == real_infotext(name), name
-        elif recorded["request"]["method"] == "GET":
-            got = response.json()[CLIP]
-            assert (got, type(got)) == (recorded["body"][CLIP], float), name
-        else:
-            assert response.json() == recorded["body"], name
+
+    def clip(name: str, got: Mapping[str, Any], real: Mapping[str, Any]) -> None:
+        assert (got[CLIP], type(got[CLIP])) == (real[CLIP], float), name
+
+    replay(tiny, steps, clip)
