@@ -91,12 +91,14 @@ class Conformance:
 
     # --- sdbatch --------------------------------------------------------------------------
 
-    def start(self, name: str, job: dict[str, Any]) -> tuple[subprocess.Popen[str], Path]:
+    def start(
+        self, name: str, job: dict[str, Any], *, fresh: bool = True
+    ) -> tuple[subprocess.Popen[str], Path]:
         path = self.work / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"name": name, **job}, sort_keys=False), encoding="utf-8")
         out = self.work / name
         cmd = [sys.executable, "-m", "sdbatch", "run", str(path), "--server", self.url]
-        cmd += ["--out", str(out), "--fresh"]
+        cmd += ["--out", str(out), *(["--fresh"] if fresh else [])]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return proc, out
 
@@ -112,9 +114,11 @@ class Conformance:
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
         return Run(proc.returncode, err, out, rows, summary, time.monotonic() - started)
 
-    def run(self, name: str, job: dict[str, Any], *, regenerate: bool = True) -> Run:
+    def run(
+        self, name: str, job: dict[str, Any], *, regenerate: bool = True, fresh: bool = True
+    ) -> Run:
         started = time.monotonic()
-        proc, out = self.start(name, job)
+        proc, out = self.start(name, job, fresh=fresh)
         result = self.finish(proc, out, started)
         if regenerate:
             self.runs.append(result)
@@ -267,10 +271,13 @@ def regenerate(c: Conformance) -> str:
         by_payload: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for run, row in rows:
             by_payload.setdefault((str(run.out), row["payload_id"]), []).append(row)
+        changed = 0
         for (out, _), group in by_payload.items():
-            response = c.session.post(
-                c.url + "/sdapi/v1/txt2img", json=group[0]["payload"], timeout=600
-            )
+            payload, endpoint = with_pictures(c.work, group[0]["payload"])
+            if payload is None:  # its input picture was changed since: nothing to regenerate
+                changed += len(group)
+                continue
+            response = c.session.post(c.url + endpoint, json=payload, timeout=600)
             check(response.status_code == 200, f"{response.status_code} for {group[0]['file']}")
             body = response.json()
             first = json.loads(body["info"]).get("index_of_first_image", 0)
@@ -280,7 +287,99 @@ def regenerate(c: Conformance) -> str:
                 check(again == (Path(out) / row["file"]).read_bytes(), f"{row['file']} differs")
     finally:
         c.set_options({CLIP: 1})
-    return f"{len(rows)} rows from {len(c.runs)} jobs, byte-identical PNGs"
+    skipped = f" ({changed} skipped: their input picture changed)" if changed else ""
+    return f"{len(rows) - changed} rows from {len(c.runs)} jobs, byte-identical PNGs{skipped}"
+
+
+def with_pictures(work: Path, payload: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """A row's payload as the webui takes it: img2img's recorded pictures ({file, sha256})
+    read back from the job's folder, or None when a file no longer has that hash."""
+    if "init_images" not in payload:
+        return payload, "/sdapi/v1/txt2img"
+    sent = dict(payload)
+    for key in ("init_images", "mask"):
+        refs = payload.get(key)
+        if refs is None:
+            continue
+        encoded = []
+        for ref in refs if isinstance(refs, list) else [refs]:
+            data = (work / ref["file"]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+                return None, ""
+            encoded.append(base64.b64encode(data).decode("ascii"))
+        sent[key] = encoded if isinstance(refs, list) else encoded[0]
+    return sent, "/sdapi/v1/img2img"
+
+
+def make_pictures(folder: Path, count: int) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"pic{i}.png"
+        Image.new("RGB", (64, 64), (40 * i, 120, 220 - 30 * i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def img2img_folder(c: Conformance) -> str:
+    pictures = make_pictures(c.work / "img2img-pics", 6)
+    job = small_job(
+        inputs={"dir": "img2img-pics"},
+        prompts=["a watercolor of {input}"],
+        grid={"denoising_strength": [0.3, 0.6]},
+        seeds=[8000],
+    )
+    del job["defaults"]["width"], job["defaults"]["height"]  # from the pictures
+    first = c.run("img2img", job, regenerate=False)
+    expect_ok(first, 12)
+    files_match(first)
+    for row in first.rows:
+        (ref,) = row["payload"]["init_images"]
+        digest = hashlib.sha256((c.work / ref["file"]).read_bytes()).hexdigest()
+        check(ref["sha256"] == digest, f"{row['file']}: input hash {ref['sha256']}")
+        check(
+            row["parameters"].get("Denoising strength") == str(row["cell"]["denoising_strength"]),
+            f"{row['file']}: infotext {row['parameters'].get('Denoising strength')}",
+        )
+        check((row["width"], row["height"]) == (64, 64), f"size {row['width']}x{row['height']}")
+    before = c.job_timestamp()
+    time.sleep(1.1)
+    again = c.run("img2img", job, regenerate=False, fresh=False)
+    check(
+        again.code == 0 and len(again.rows) == 12,
+        f"rerun: exit {again.code}, {len(again.rows)} rows",
+    )
+    check(c.job_timestamp() == before, "the rerun generated something")
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (250, 10, 10)).save(pictures[3])
+    third = c.run("img2img", job, fresh=False)
+    new = third.rows[12:]
+    check(
+        third.code == 0 and len(new) == 2, f"after a change: exit {third.code}, {len(new)} new rows"
+    )
+    digest = hashlib.sha256(pictures[3].read_bytes()).hexdigest()
+    check({r["payload"]["init_images"][0]["sha256"] for r in new} == {digest}, "new rows' input")
+    return "12 rows with input hashes; rerun sent nothing; one picture changed: its 2 rows rerun"
+
+
+def img2img_unknown_lora(c: Conformance) -> str:
+    make_pictures(c.work / "img2img-pics", 1)
+    job = small_job(
+        inputs={"files": ["img2img-pics/pic0.png"]},
+        prompts=["a cat <lora:add_detail:0.8>"],
+        defaults={"denoising_strength": 0.5},
+        seeds=[1],
+    )
+    before = c.job_timestamp()
+    time.sleep(1.1)
+    run = c.run("img2img-lora", job, regenerate=False)
+    check(run.code == 2 and not run.rows, f"exit {run.code}, {len(run.rows)} rows")
+    check("unknown LoRA 'add_detail'" in run.err, f"error: {last_line(run.err)}")
+    check(c.job_timestamp() == before, "the server generated something")
+    return "<lora:add_detail:0.8> with img2img: exit 2, nothing generated"
 
 
 def hard_stop(c: Conformance) -> str:
@@ -330,6 +429,8 @@ SCENARIOS: list[tuple[str, Callable[[Conformance], str]]] = [
     ("legacy combined name", legacy),
     ("option leak prevented", leak_prevented),
     ("option leak caught", leak_caught),
+    ("img2img over a folder, resumed", img2img_folder),
+    ("img2img: unknown LoRA refused", img2img_unknown_lora),
     ("rows regenerate their images", regenerate),
     ("SIGINT twice leaves the server idle", hard_stop),
     ("NaN model fails fast", nan_model),

@@ -61,6 +61,12 @@ class JobValidationError(SdbatchError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class InputError(SdbatchError):
+    """An input picture of an img2img job is missing, broken, not a picture or over a limit."""
+
+    exit_code = ExitCode.INVALID
+
+
 class UsageError(SdbatchError):
     """The command line itself is wrong."""
 

@@ -63,7 +63,7 @@ def test_every_scenario_passes_against_the_stand_in(tiny: str, tmp_path: Path) -
     result = conformance(tiny, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
-    assert len(table) == 10 and set(table.values()) == {"PASS"}, result.stdout
+    assert len(table) == 12 and set(table.values()) == {"PASS"}, result.stdout
     # It left the server as it found it.
     options = requests.get(tiny + "/sdapi/v1/options", timeout=5).json()
     assert options["CLIP_stop_at_last_layers"] == 1

@@ -18,6 +18,7 @@ import yaml
 
 from sdbatch.errors import JobFileError, JobValidationError, Problem
 from sdbatch.job.axes import expand_axis
+from sdbatch.job.inputs import InputsSpec, input_rules, resolve_inputs
 from sdbatch.job.positions import JobPositions, no_positions, node_positions
 from sdbatch.job.rules import check_rules, key_problems
 from sdbatch.job.schema import Positions, field_kind, schema_problems
@@ -108,6 +109,7 @@ class Job:
     variants: VariantMode = VariantMode.COMBINATORIAL
     variant_seed: int | None = None  # `variants: {random_seed: R}`
     sheet: SheetSpec | None = None
+    inputs: InputsSpec | None = None  # pictures for img2img; None: txt2img
     # Where each value sits in the job file (`$.grid.sampler_name[1]` -> (line, col), 1-based),
     # and the file as the user typed it: later stages (preflight) report `file:line:col` too.
     # Not part of what the job means: two jobs differing only in layout compare equal.
@@ -142,13 +144,15 @@ def load_job(path: str | Path) -> Job:
     if not isinstance(data, dict):
         raise JobValidationError(problems)  # the schema said so already; nothing more to check
     prompts, sources = _prompts(data, job_path, positions, problems)
+    inputs = resolve_inputs(data, job_path, positions, problems)
     sweep_problems, names = check_sweep(data, sources, positions)
     problems += check_rules(data, [p.fields for p in prompts], positions, problems, names)
+    problems += input_rules(data, positions)
     problems += sweep_problems
     if problems:
         raise JobValidationError(problems)
     job = _build(data, job_path, prompts)
-    return dataclasses.replace(job, positions=node_positions(positions), file=file)
+    return dataclasses.replace(job, inputs=inputs, positions=node_positions(positions), file=file)
 
 
 def _parse(text: str, file: str) -> tuple[Positions, Any, list[Problem]]:

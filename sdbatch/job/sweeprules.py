@@ -3,7 +3,7 @@
 Entry point: `check_sweep(data, prompts, positions) -> (problems, names)`. Like `jobrules`, it
 runs on schema-checked data that may still be wrong anywhere, so it re-checks every type it
 relies on and stays quiet where the schema has spoken. `names` are the plan's own names a
-filename template may use (checkpoint, vae, vars, variant_N), each with whether every image
+filename template may use (checkpoint, vae, vars, variant_N, input), each with whether every image
 has it.
 """
 
@@ -28,6 +28,7 @@ from sdbatch.job.schema import (
 )
 from sdbatch.job.templates import TEMPLATE_FIELDS, Template, TemplateError, parse_template
 
+INPUT_NAME = "input"  # {input}: the stem of the picture an img2img payload starts from
 VARIANT_KEY = re.compile(r"variant_\d+")
 SHEET_AXES = ("x", "y", "z")
 
@@ -173,7 +174,9 @@ def _templates(
 ) -> list[_Used]:
     """What each prompt uses; parse errors and unknown placeholders reported in place, once
     per written text (a defaults field is shared by every prompt)."""
-    known = _dict(data.get("vars"))
+    known = {**_dict(data.get("vars"))}
+    if isinstance(data.get("inputs"), dict):
+        known[INPUT_NAME] = True  # the picture's file stem
 
     def parse(text: str, path: Any, source: PromptSource | None = None) -> Template | None:
         def report(offset: int, message: str) -> None:
@@ -220,7 +223,7 @@ def _var_rules(
     data: Mapping[str, Any], used: Sequence[_Used], positions: Positions
 ) -> Iterator[Problem]:
     names = {name for prompt in used for name in prompt.names}
-    reserved = {*txt2img_fields(), *SHORTCUTS, *PLAN_SAMPLES}
+    reserved = {*txt2img_fields(), *SHORTCUTS, *PLAN_SAMPLES, INPUT_NAME}
     for name in _dict(data.get("vars")):
         if name in reserved or VARIANT_KEY.fullmatch(name):
             message = f"{name!r} is a plan field name; name the variable differently"
@@ -274,6 +277,8 @@ def _sheet_rules(
     sizes["prompt"] = len(used) if not templated else max(len(used), 2)
     for n in range(1, max((u.variants for u in used), default=0) + 1):
         sizes[f"variant_{n}"] = 2
+    if isinstance(data.get("inputs"), dict):
+        sizes[INPUT_NAME] = 2  # the loader counts the pictures after these rules
     known = {*sizes, *txt2img_fields(), *SHORTCUTS}
     seen: dict[str, str] = {}
     for axis in SHEET_AXES:
@@ -287,7 +292,7 @@ def _sheet_rules(
         elif sizes.get(name, 1) < 2:
             message = (
                 f"sheet {axis}: {name!r} does not vary in this job; a sheet axis is a grid, zip "
-                "or vars axis with two or more values, prompt or seed"
+                "or vars axis with two or more values, prompt, seed or input"
             )
         elif name in seen:
             message = f"sheet {axis}: {name!r} is already the sheet's {seen[name]}"
@@ -308,6 +313,8 @@ def _names(data: Mapping[str, Any], used: Sequence[_Used]) -> dict[str, bool]:
             names[short] = short in everywhere or all(short in m for m in mappings)
     for name in _dict(data.get("vars")):
         names[name] = bool(used) and all(name in u.names for u in used)
+    if isinstance(data.get("inputs"), dict):
+        names[INPUT_NAME] = True
     fewest = min((u.variants for u in used), default=0)
     for n in range(1, max((u.variants for u in used), default=0) + 1):
         names[f"variant_{n}"] = n <= fewest

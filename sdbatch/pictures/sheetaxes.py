@@ -12,6 +12,10 @@ from typing import Any
 
 from sdbatch.output.manifest import Record, distinct, field_names, value_key
 
+# An img2img row's picture (name and sha256): told apart on a sheet by {input}, and a picture
+# changed between runs leaves rows of both versions, which are one picture to a sheet.
+_PICTURE_STAMPS = ("init_images", "mask")
+
 
 def _determined(records: Sequence[Record], by: Sequence[str], name: str) -> bool:
     """Whether `name` takes one value for each combination of the fields `by`."""
@@ -40,6 +44,8 @@ def split_fields(records: Sequence[Record], axes: Sequence[str]) -> list[str]:
     axes plus the splits before them (a prompt rendered from an axis var does not split)."""
     split: list[str] = []
     for name in varying(records):
+        if name in _PICTURE_STAMPS:
+            continue
         if name not in axes and name != "seed" and not _determined(records, [*axes, *split], name):
             split.append(name)
     return split

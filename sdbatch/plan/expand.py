@@ -1,4 +1,4 @@
-"""Stage 2: expand a `Job` into the txt2img payloads to send, lazily and deterministically.
+"""Stage 2: expand a `Job` into the payloads to send (txt2img, or img2img with `inputs:`), lazily.
 
 Entry point: `build_plan(job) -> Plan`. Iterating a `Plan` streams `PlannedPayload`s; their
 number and the number of images are known up front (counted, not expanded, even with
@@ -9,15 +9,18 @@ Plan order (documented in the README), outermost first:
 
 1. costly axes, so each model is loaded once: the grid axis (or zip group) holding
    `checkpoint`, then the one holding `vae`;
-2. prompts in file order (`prompts:` first, then the lines of `prompts_file:`);
-3. the `vars:` the prompt uses, in the order `vars:` writes them (others do not multiply it);
-4. `{a|b}` variants, the first group outermost (with `variants: random`, one drawn choice);
-5. the other grid axes in the order `grid:` writes them, then the `zip:` group as one axis;
-6. seeds innermost.
+2. the `inputs:` pictures of an img2img job, in `job.inputs` order;
+3. prompts in file order (`prompts:` first, then the lines of `prompts_file:`);
+4. the `vars:` the prompt uses, in the order `vars:` writes them (others do not multiply it);
+5. `{a|b}` variants, the first group outermost (with `variants: random`, one drawn choice);
+6. the other grid axes in the order `grid:` writes them, then the `zip:` group as one axis;
+7. seeds innermost.
 
 Cells that match an `exclude:` entry are skipped. Each payload is
 `defaults | prompt's own fields | templates filled | cell | extra_fields | {prompt, seed}`,
-then `checkpoint`/`vae` become `override_settings.sd_model_checkpoint`/`sd_vae` (the layer
+plus, with a picture, `init_images`/`mask` (the files' stamps: the worker sends their bytes)
+and the width/height the layers leave unset (`pictures.fit_size`); then `checkpoint`/`vae`
+become `override_settings.sd_model_checkpoint`/`sd_vae` (the layer
 that sets one last wins, whichever spelling it uses); the loader has already rejected every
 way two layers could disagree.
 """
@@ -36,6 +39,7 @@ from typing import Any
 from sdbatch import __version__
 from sdbatch.job.loader import Job, PromptSpec, VariantMode
 from sdbatch.job.schema import SHORTCUTS
+from sdbatch.job.sweeprules import INPUT_NAME
 from sdbatch.job.templates import PromptTemplates, draw
 from sdbatch.plan.cells import (
     JobAxes,
@@ -46,6 +50,7 @@ from sdbatch.plan.cells import (
     job_axes,
     job_templates,
 )
+from sdbatch.plan.pictures import Picture, fit_size, read_pictures
 
 # The webui draws random seeds from randrange(4294967294); ours come from the same range.
 SEED_RANGE = 4294967294
@@ -69,6 +74,7 @@ class PlannedPayload:
     template: str | None = None  # the prompt as written, when it is a template
     vars: Mapping[str, Any] = field(default_factory=dict)  # variables and variant_N choices
     variant_seed: int | None = None  # the plan's generator seed for `variants: random`
+    input: Picture | None = None  # the picture an img2img payload starts from
 
     @functools.cached_property
     def id(self) -> str:
@@ -138,6 +144,7 @@ class Plan:
     payload_count: int
     image_count: int
     variant_seed: int | None = None  # the generator seed behind `variants: random`
+    pictures: tuple[Picture, ...] = ()  # the img2img inputs, stat and header read
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -160,6 +167,8 @@ class Plan:
             # Drawn seeds follow from their generator seed and count: no repr of 10^6 numbers.
             (self.rng_seed, len(self.seeds)) if self.rng_seed is not None else self.seeds,
             job.extra_fields,
+            # A picture changed since the last run changes its payloads, found by their ids.
+            tuple((p.stamp, p.mask and p.mask.stamp) for p in self.pictures),
         )
         return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
@@ -167,24 +176,27 @@ class Plan:
         job, axes = self.job, job_axes(self.job)
         first_image, index = 0, 0
         for costly in itertools.product(*(a.rows for a in axes.costly)):
-            for prompt_index, prompt in enumerate(job.prompts):
-                for cell, payload, template, values in self._prompt_payloads(prompt, axes, costly):
-                    item = PlannedPayload(
-                        index,
-                        first_image,
-                        prompt_index,
-                        cell,
-                        payload,
-                        template,
-                        values,
-                        self.variant_seed,
-                    )
-                    index += 1
-                    first_image += item.image_count
-                    yield item
+            for picture in self.pictures or (None,):
+                for prompt_index, prompt in enumerate(job.prompts):
+                    payloads = self._prompt_payloads(prompt, axes, costly, picture)
+                    for cell, payload, template, values in payloads:
+                        item = PlannedPayload(
+                            index,
+                            first_image,
+                            prompt_index,
+                            cell,
+                            payload,
+                            template,
+                            values,
+                            self.variant_seed,
+                            picture,
+                        )
+                        index += 1
+                        first_image += item.image_count
+                        yield item
 
     def _prompt_payloads(
-        self, prompt: PromptSpec, axes: JobAxes, costly: Row
+        self, prompt: PromptSpec, axes: JobAxes, costly: Row, picture: Picture | None
     ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]]:
         """One prompt's payloads for one costly row: (cell, payload, template, vars).
 
@@ -200,10 +212,11 @@ class Plan:
         template = None if templates.is_plain and "{" not in prompt.text else prompt.text
         layers = (job.defaults, prompt.fields)
         shortcuts = any(s in axes.order or any(s in layer for layer in layers) for s in SHORTCUTS)
+        named = {INPUT_NAME: picture.stem} if picture is not None else {}
         for var_rows in itertools.product(*(a.rows for a in var_axes)):
-            values = {
-                n: v for a, row in zip(var_axes, var_rows, strict=True) for n, v in a.values(row)
-            }
+            values = dict(named)
+            for axis, row in zip(var_axes, var_rows, strict=True):
+                values.update(axis.values(row))
             for choices in _variant_choices(templates, job.variants):
                 for rest in itertools.product(*(a.rows for a in axes.rest)):
                     found = dict(values)
@@ -229,12 +242,21 @@ class Plan:
                             **job.extra_fields,
                             "seed": seed,
                         }
+                        if picture is not None:
+                            _attach(payload, picture)
                         cell = axis_cell
                         if shortcuts:
                             resolved = _apply_shortcuts(payload, (*layers, axis_cell))
                             cell = {**axis_cell, **resolved}
-                        named = {f"variant_{i}": c for i, c in enumerate(picked, start=1)}
-                        yield cell, payload, template, {**values, **named}
+                        chosen = {f"variant_{i}": c for i, c in enumerate(picked, start=1)}
+                        yield cell, payload, template, {**values, **chosen}
+
+
+def _attach(payload: dict[str, Any], picture: Picture) -> None:
+    payload["init_images"] = [picture.stamp]
+    if picture.mask is not None:
+        payload["mask"] = picture.mask.stamp
+    payload.update(fit_size(picture, payload.get("width"), payload.get("height")))
 
 
 def build_plan(
@@ -243,7 +265,9 @@ def build_plan(
     """Fix the seeds and count the work; nothing is expanded until the plan is iterated.
 
     `rng` draws `seeds: {count: N}`, `variant_rng` the generator seed of `variants: random`
-    (each defaults to one seeded from the job, so a plan is reproducible).
+    (each defaults to one seeded from the job, so a plan is reproducible). An img2img job's
+    pictures are stat'ed and their headers read here: `InputError` names one that is missing,
+    not a picture, or over `inputs.max_bytes`/`max_pixels`.
     """
     spec = job.seeds
     rng_seed: int | None = None
@@ -265,7 +289,10 @@ def build_plan(
             variant_seed = variant_rng.randrange(SEED_RANGE)
         else:
             variant_seed = default_variant_seed(job)
+    pictures = read_pictures(job.inputs) if job.inputs is not None else ()
     payloads, images = count_work(job, len(seeds))
+    if job.inputs is not None:
+        payloads, images = payloads * len(pictures), images * len(pictures)
     return Plan(
         job=job,
         seeds=seeds,
@@ -273,4 +300,5 @@ def build_plan(
         payload_count=payloads,
         image_count=images,
         variant_seed=variant_seed,
+        pictures=pictures,
     )

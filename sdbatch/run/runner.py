@@ -27,6 +27,7 @@ from sdbatch.output.writer import SUMMARY, RunInfo, Writer, write_json
 from sdbatch.pictures.gallery import GALLERY, build_gallery
 from sdbatch.pictures.sheet import build_sheets
 from sdbatch.plan.expand import Plan
+from sdbatch.plan.pictures import check_decodes
 from sdbatch.run.dispatch import Stopper, dispatch
 from sdbatch.run.progress import Console, Progress
 
@@ -296,6 +297,10 @@ def run_job(
     state = open_output(out_dir, plan.job.name, verify=verify, strict=strict, plan=plan.fingerprint)
     try:
         left = todo(plan, state.done)
+        if plan.pictures:
+            # A truncated picture passes the plan's header read, and the webui would fail it
+            # only after its turn in the queue: each one still to send is decoded once, first.
+            check_decodes(dict.fromkeys(p.input for p in left.payloads() if p.input is not None))
         write_json(out_dir / PLANNED, _planned(plan))
         if state.torn_lines:
             console.error(f"{state.torn_lines} torn manifest line(s) from a crash ignored")

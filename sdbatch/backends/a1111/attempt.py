@@ -1,4 +1,4 @@
-"""One attempt at `POST /sdapi/v1/txt2img`, what its failure means, and the gate it passes.
+"""One attempt at `POST /sdapi/v1/txt2img` (or img2img), what its failure means, and its gate.
 
 Entry point: `post_once(session, url, payload, ...) -> bytes`, the response body, or one of
 `Transient` (another attempt may cure it), `OutOfMemory` (a kind of Transient) or `Permanent`.
@@ -29,6 +29,7 @@ from sdbatch.backends.a1111.wait import webui_busy
 log = logging.getLogger("sdbatch")
 
 TXT2IMG = "/sdapi/v1/txt2img"
+IMG2IMG = "/sdapi/v1/img2img"
 IDLE_POLL = 3.0  # between /progress polls while a timed-out job finishes
 
 
@@ -157,6 +158,7 @@ def post_once(
     tally: Tally,
     index: int,
     headers: Mapping[str, str] | None = None,
+    endpoint: str = TXT2IMG,
 ) -> bytes:
     """Send `payload` once, after the gate opens; `index` is the planned payload's, for the log.
     `headers` go with this request only, over the session's (`session.generation_headers`)."""
@@ -164,7 +166,7 @@ def post_once(
     gate.wait()
     tally.attempts += 1
     try:
-        response = session.post(base + TXT2IMG, json=payload, timeout=timeout, headers=headers)
+        response = session.post(base + endpoint, json=payload, timeout=timeout, headers=headers)
     except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
         raise Transient(f"cannot reach {url}: {exc}", reached=False) from exc
     except requests.Timeout as exc:  # a read timeout: the webui has it and goes on

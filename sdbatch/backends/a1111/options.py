@@ -48,6 +48,10 @@ IMAGE_OPTIONS: Mapping[str, Any] = {
     "fp8_storage": "Disable",
 }
 
+# Off in every img2img payload: when on, the webui puts each image's mask (and composite) after
+# it in `images`, which infotexts and index_of_first_image do not count (a1111-img2img-... A5).
+MASK_OPTIONS: Mapping[str, Any] = {"return_mask": False, "return_mask_composite": False}
+
 
 def changed_options(
     options: Mapping[str, Any], asked: Container[str]

@@ -21,6 +21,7 @@ from sdbatch.backends.a1111.extranets import dropped_loras
 # The webui's values when the payload says nothing (StableDiffusionProcessingTxt2Img, opts).
 DEFAULT_CLIP_SKIP = 1
 DEFAULT_HR_SCALE = 2.0
+DEFAULT_IMG2IMG_DENOISE = 0.75  # img2img's API default (a1111-img2img-and-extra-networks.md A2)
 # Parameters the webui writes only when an option is off its default, with that option: seeing
 # one the job did not set means a setting of the webui, or of an earlier request, applied.
 OPTION_MARKERS: Mapping[str, str] = {
@@ -105,10 +106,17 @@ def check_params(
     _option(diffs, params, settings, "Clip skip", "CLIP_stop_at_last_layers", DEFAULT_CLIP_SKIP)
     _option(diffs, params, settings, "ENSD", "eta_noise_seed_delta", 0, absent_ok=True)
     hires = bool(sent.get("enable_hr"))
+    img2img = "init_images" in sent  # img2img always writes its denoising strength
     for param, key in _FIELD_PARAMS.items():
         if param not in params:
             continue
         got = params[param]
+        if img2img and key == "denoising_strength":
+            strength = sent.get(key)
+            expected = DEFAULT_IMG2IMG_DENOISE if strength is None else strength
+            if not same(expected, got):
+                diffs[key] = [expected, got]
+            continue
         if not (hires if param in _HIRES else _asks(sent, key)):
             diffs[key] = [None, got, unasked(param, got)]
             continue

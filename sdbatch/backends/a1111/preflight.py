@@ -29,7 +29,7 @@ from sdbatch.backends.a1111.names import (
     SDNEXT_SIGMAS,
     label_index,
 )
-from sdbatch.backends.a1111.options import IMAGE_OPTIONS, changed_options
+from sdbatch.backends.a1111.options import IMAGE_OPTIONS, MASK_OPTIONS, changed_options
 from sdbatch.backends.a1111.translation import API_DEFAULT_SAMPLER, CHECKPOINT_SETTING, Translation
 from sdbatch.errors import JobValidationError, Problem
 from sdbatch.job.loader import Job
@@ -223,6 +223,8 @@ class _Check:
         manifest row says in full what made its image."""
         keys = self.asked_options() | set(IMAGE_OPTIONS)
         pinned = {k: source.options[k] for k in sorted(keys) if k in source.options}
+        if self.job.inputs is not None:
+            pinned.update({k: v for k, v in MASK_OPTIONS.items() if k in source.options})
         current = source.current_checkpoint
         if current is not None:
             pinned[CHECKPOINT_SETTING] = current

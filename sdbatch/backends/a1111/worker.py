@@ -1,4 +1,4 @@
-"""Send one planned payload to `POST /sdapi/v1/txt2img`, retrying what is worth retrying.
+"""Send one planned payload to `POST /sdapi/v1/txt2img` (img2img with a picture), with retries.
 
 Entry point: `Worker.submit(item) -> Outcome` (the `backends.base.Worker` of A1111). The
 response body stays undecoded in the `Outcome`; `responses.decode` turns it into images on the
@@ -23,6 +23,8 @@ import requests
 import tenacity
 
 from sdbatch.backends.a1111.attempt import (
+    IMG2IMG,
+    TXT2IMG,
     Gate,
     NotANumber,
     OutOfMemory,
@@ -35,6 +37,7 @@ from sdbatch.backends.a1111.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.backends.a1111.responses import server_message
 from sdbatch.backends.a1111.wait import sampling_step, webui_busy
 from sdbatch.backends.base import Outcome, Response
+from sdbatch.backends.inputs import InputChanged, attach
 from sdbatch.backends.session import generation_headers, make_session
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
@@ -111,9 +114,18 @@ class Worker:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("attempt %d failed (%s); retrying in %.1f s", state.attempt_number, exc, wait)
 
-    def _post(self, item: PlannedPayload, payload: Mapping[str, Any], tally: Tally) -> bytes:
+    def _post(
+        self,
+        item: PlannedPayload,
+        payload: Mapping[str, Any],
+        tally: Tally,
+        wire: Mapping[str, Any],
+    ) -> bytes:
         """One payload with retries. An out-of-memory error of a splittable batch is raised at
-        once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries."""
+        once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries. `wire`
+        replaces fields of `payload` on the wire only: the pictures' bytes for their stamps."""
+        sent = {**payload, **wire} if wire else payload
+        endpoint = IMG2IMG if item.input is not None else TXT2IMG
         splittable = batch_size(payload) > 1
         ooms = others = nans = 0
 
@@ -137,12 +149,13 @@ class Worker:
                     return post_once(
                         self.session,
                         self.url,
-                        payload,
+                        sent,
                         timeout=self.server.timeout,
                         gate=self.gate,
                         tally=tally,
                         index=item.index,
                         headers=self._post_headers,
+                        endpoint=endpoint,
                     )
                 except OutOfMemory:
                     ooms += 1
@@ -162,12 +175,13 @@ class Worker:
         first: int,
         tally: Tally,
         responses: list[Response],
+        wire: Mapping[str, Any],
     ) -> list[str]:
         """Send a payload, splitting it on out of memory; collect responses in image order and
         return the errors of the parts that failed. A part that exhausts its retries on a
         timeout or connection error raises: the other parts would only fare the same."""
         try:
-            responses.append(Response(payload, first, self._post(item, payload, tally)))
+            responses.append(Response(payload, first, self._post(item, payload, tally, wire)))
             return []
         except Permanent as exc:
             return [str(exc)]
@@ -184,7 +198,8 @@ class Worker:
         )
         errors: list[str] = []
         for part in parts:
-            errors += self._send(item, part.payload, first + part.first_image, tally, responses)
+            first_part = first + part.first_image
+            errors += self._send(item, part.payload, first_part, tally, responses, wire)
         return errors
 
     def submit(self, item: PlannedPayload) -> Outcome:
@@ -199,7 +214,14 @@ class Worker:
         responses: list[Response] = []
         payload = self._translate(item.payload)
         try:
-            errors = self._send(item, payload, 0, tally, responses)
+            attached = attach(item)
+        except InputChanged as exc:
+            return Outcome(item, (), str(exc), 0, started, self._clock(), self.url)
+        wire: Mapping[str, Any] = {}
+        if attached is not None:  # the manifest keeps names and hashes, not the bytes
+            payload, wire = {**payload, **attached.recorded}, attached.wire
+        try:
+            errors = self._send(item, payload, 0, tally, responses, wire)
         except Transient as exc:
             if not tally.reached:
                 raise ServerUnreachableError(

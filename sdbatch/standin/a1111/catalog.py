@@ -255,6 +255,8 @@ class Catalog:
             "CLIP_stop_at_last_layers": 1,
             "eta_noise_seed_delta": 0,
             "return_grid": True,
+            "return_mask": False,  # img2img: masks interleaved in `images` when on
+            "return_mask_composite": False,
             "grid_only_if_multiple": True,
             "enable_pnginfo": True,
             "jpeg_quality": 80.0,
