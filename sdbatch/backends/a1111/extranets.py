@@ -1,7 +1,7 @@
 """LoRAs, hypernetworks, styles and embeddings a job names, against what the webui has.
 
-Entry points: `check(job, facts, hint) -> list[Problem]`, run by preflight, and
-`dropped_loras(sent, params)`, run by the post-check for each image. Why: A1111 drops a
+Entry point: `check(job, facts, hint) -> list[Problem]`, run by preflight (`applied` is the
+post-check's side: what each image's infotext says was used). Why: A1111 drops a
 `<lora:…>` it cannot find, and ignores an unknown hypernetwork or style, without a word to an
 API client (a1111-img2img-and-extra-networks.md B4, B6, B7): a night of images without the LoRA
 they were for. So every tag of every positive prompt the job can send is checked, templates
@@ -20,10 +20,10 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from sdbatch.backends.a1111.applied import LORA_KINDS
 from sdbatch.backends.a1111.facts import ServerFacts
 from sdbatch.backends.a1111.installed import Embeddings, Installed
 from sdbatch.backends.a1111.prompttags import (
@@ -42,9 +42,7 @@ from sdbatch.job.values import occurrences
 
 log = logging.getLogger("sdbatch")
 
-LORA_KINDS = ("lora", "lyco")
 HYPERNET = "hypernet"
-_UNSAID = str.maketrans("", "", ":,")  # `Lora hashes` writes the name without these
 _NAME_LIKE = re.compile(r"[_\d]|[a-z][A-Z]")
 _WORD = re.compile(r"[\w\-]+")
 
@@ -204,43 +202,3 @@ def _embedding_words(scan: _Scan, embeddings: Embeddings, url: str) -> list[str]
                         f"{loaded[close[0]]!r}? (as written it is plain words)"
                     )
     return found
-
-
-def asked_loras(sent: Mapping[str, Any]) -> dict[str, str]:
-    """The LoRAs a payload's positive prompts name, as `Lora hashes` writes each name -> the
-    tag as written."""
-    texts = [sent.get("prompt")]
-    if sent.get("enable_hr"):
-        texts.append(sent.get("hr_prompt"))
-    asked: dict[str, str] = {}
-    for text in texts:
-        for tag in tags(text) if isinstance(text, str) else ():
-            if tag.kind in LORA_KINDS:
-                asked.setdefault(tag.name.translate(_UNSAID), tag.text)
-    return asked
-
-
-def dropped_loras(sent: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, list[Any]]:
-    """`{"lora": [asked, listed, note]}` when the infotext's `Lora hashes` leaves out a LoRA
-    the prompt asked for: the only sign an API client gets that the webui dropped it (B4)."""
-    settings = sent.get("override_settings")
-    settings = settings if isinstance(settings, Mapping) else {}
-    if not params or sent.get("disable_extra_networks"):
-        return {}
-    if settings.get("lora_add_hashes_to_infotext") is False:
-        return {}  # the webui was told not to list them
-    asked = asked_loras(sent)
-    listed = [
-        item.rpartition(": ")[0].strip()
-        for item in params.get("Lora hashes", "").split(",")
-        if ": " in item
-    ]
-    missing = [text for name, text in asked.items() if name not in listed]
-    if not missing:
-        return {}
-    note = (
-        f"the webui dropped {', '.join(missing)}: its Lora hashes do not list "
-        f"{'it' if len(missing) == 1 else 'them'} (the file is missing or broken, or the name "
-        "unknown to it; A1111 says so only on its own console)"
-    )
-    return {"lora": [list(asked), listed, note]}

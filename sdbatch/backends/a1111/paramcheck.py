@@ -16,8 +16,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sdbatch.backends.a1111.extranets import dropped_loras
-
 # The webui's values when the payload says nothing (StableDiffusionProcessingTxt2Img, opts).
 DEFAULT_CLIP_SKIP = 1
 DEFAULT_HR_SCALE = 2.0
@@ -134,7 +132,6 @@ def check_params(
             asked, got = _text(sent.get(key)), _text(params.get(param))
             if asked != got:
                 diffs[key] = [asked, got]
-    diffs.update(dropped_loras(sent, params))  # a LoRA the webui could not find or load
     return diffs
 
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sdbatch.backends.a1111.applied import dropped_networks
 from sdbatch.backends.a1111.facts import ServerFacts
 from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.a1111.names import AUTOMATIC, SDNEXT_SIGMA_FIELD, V110_DEFAULTS, schedule_key
@@ -99,6 +100,11 @@ def compare(
     checked = check_params(sent, params, png_size=png_size, seed=seed, inherited=inherited)
     for key, diff in checked.items():
         diffs.setdefault(key, diff)
+    # LoRAs and embeddings the webui dropped; the embeddings' list was read at preflight.
+    installed = facts.installed if facts is not None else None
+    embeddings = installed.embeddings() if installed is not None else None
+    loaded = embeddings.loaded if embeddings is not None else ()
+    diffs.update(dropped_networks(sent, params, loaded))
     return diffs
 
 

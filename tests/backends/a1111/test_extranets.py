@@ -16,7 +16,7 @@ from conftest import RunCli
 from PIL import Image
 from test_preflight import facts_of, where, write_job
 
-from sdbatch.backends.a1111.extranets import dropped_loras
+from sdbatch.backends.a1111.applied import dropped_networks
 from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.a1111.preflight import preflight
 from sdbatch.backends.a1111.prompttags import renderings, tags
@@ -157,7 +157,8 @@ def test_a_weight_sweep_passes_and_each_row_has_its_weight(run_cli: RunCli, tmp_
     job = tmp_path / "job.yaml"
     job.write_text(
         "name: sweep\ndefaults: {steps: 2, width: 64, height: 64}\n"
-        "vars:\n  w: [0.2, 0.5, 0.8]\nprompts:\n  - 'a cat <lora:pixelart:{w}>'\nseeds: [7]\n",
+        "vars:\n  w: [0.2, 0.5, 0.8]\nprompts:\n  - 'a cat <lora:pixelart:{w}>'\nseeds: [7]\n"
+        "sheet: {x: w}\n",
         encoding="utf-8",
     )
     with MockWebui() as server:
@@ -169,6 +170,10 @@ def test_a_weight_sweep_passes_and_each_row_has_its_weight(run_cli: RunCli, tmp_
     ]
     assert all(r["status"] == "ok" for r in found)
     assert all("Lora hashes: " in infotext_of(out, r) for r in found)
+    # The weight is the sheet's only axis: three 64-pixel cells side by side, no y labels.
+    (sheet,) = (out / "sheets").iterdir()
+    with Image.open(sheet) as image:
+        assert 3 * 64 <= image.width < 4 * 64
 
 
 def test_a_name_from_a_variable_is_checked_for_each_value(tmp_path: Path, webui: MockWebui) -> None:
@@ -246,16 +251,64 @@ def test_a_lora_the_webui_drops_is_a_mismatch(run_cli: RunCli, tmp_path: Path) -
     assert note.startswith("the webui dropped <lora:corrupt_detail:0.8>: its Lora hashes")
 
 
+def test_an_embedding_the_next_checkpoint_cannot_use_is_a_mismatch(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Listed as loaded at preflight (for the model loaded then), skipped by the SDXL model the
+    # grid switches to: only that image's TI hashes lack it (B5).
+    out = tmp_path / "out"
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "name: ti\ndefaults: {steps: 2, width: 64, height: 64, negative_prompt: EasyNegative}\n"
+        "grid: {checkpoint: [v1-5-pruned-emaonly, sd_xl_base_1.0]}\n"
+        "prompts: [a cat]\nseeds: [1]\n",
+        encoding="utf-8",
+    )
+    with MockWebui() as server:
+        run_cli("run", str(job), "--server", server.url, "--out", str(out))
+    by_model = {r["cell"]["checkpoint"]: r for r in rows(out)}
+    assert by_model["v1-5-pruned-emaonly"]["status"] == "ok"
+    xl = by_model["sd_xl_base_1.0"]
+    assert xl["status"] == "mismatch"
+    asked, listed, note = xl["mismatch"]["embedding"]
+    assert (asked, listed) == (["EasyNegative"], [])
+    assert note.startswith("the webui did not apply the embedding 'EasyNegative'")
+
+
+def test_told_not_to_list_hashes_the_webuis_silence_is_no_evidence() -> None:
+    params = {"Steps": "2", "TI hashes": "other: 1234"}
+    sent = {"prompt": "a cat <lora:add_detail:1>", "negative_prompt": "EasyNegative"}
+    assert set(dropped_networks(sent, params, ["EasyNegative"])) == {"lora", "embedding"}
+    told = {
+        **sent,
+        "override_settings": {
+            "lora_add_hashes_to_infotext": False,
+            "textual_inversion_add_hashes_to_infotext": False,
+        },
+    }
+    assert dropped_networks(told, params, ["EasyNegative"]) == {}
+    # A tag is no word to CLIP, and a name inside a longer word is not that embedding.
+    assert (
+        dropped_networks(
+            {"prompt": "<lora:EasyNegative:1>"},
+            {"Lora hashes": "EasyNegative: 1"},
+            ["EasyNegative"],
+        )
+        == {}
+    )
+    assert dropped_networks({"prompt": "EasyNegatives"}, params, ["EasyNegative"]) == {}
+
+
 def test_the_real_webuis_silent_drop_is_caught() -> None:
     real = REAL["own/lora_missing"]
     params = parse_infotext(real["images"][0]["text"]["parameters"])
     assert "Lora hashes" not in params  # the only trace an API client gets
-    diffs = dropped_loras(real["request"]["json"], params)
+    diffs = dropped_networks(real["request"]["json"], params)
     assert diffs["lora"][:2] == [["missing"], []]
     assert "<lora:missing:0.8>" in diffs["lora"][2]
     # Told not to list them, the webui's silence is no evidence.
     told = {**real["request"]["json"], "override_settings": {"lora_add_hashes_to_infotext": False}}
-    assert dropped_loras(told, params) == {}
+    assert dropped_networks(told, params) == {}
 
 
 def test_tags_are_parsed_as_the_webui_does() -> None:
