@@ -154,3 +154,17 @@ def count_work(job: Job, seeds: int) -> tuple[int, int]:
         payloads += surviving(all_axes, rules) * choices * seeds
         images += surviving(all_axes, rules, weight) * fixed * choices * seeds
     return payloads, images
+
+
+def uniform_images(job: Job) -> int | None:
+    """Images per payload when it is the same for every payload (no axis sets `batch_size` or
+    `n_iter`, and every prompt has the same product of them), else None. Resume uses it to count
+    what is left from the finished-image masks alone, without walking a 10^6-payload plan."""
+    axes = job_axes(job)
+    found: set[int] = set()
+    for prompt in job.prompts:
+        all_axes = axes.for_prompt(job_templates(job, prompt).names)
+        if any(n in ("batch_size", "n_iter") for a in all_axes for n in a.names):
+            return None
+        found.add(_batch_weight({**job.defaults, **prompt.fields})[0])
+    return found.pop() if len(found) == 1 else None

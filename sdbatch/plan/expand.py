@@ -49,6 +49,7 @@ from sdbatch.plan.cells import (
     excluded,
     job_axes,
     job_templates,
+    uniform_images,
 )
 from sdbatch.plan.pictures import Picture, fit_size, read_pictures
 
@@ -145,6 +146,11 @@ class Plan:
     image_count: int
     variant_seed: int | None = None  # the generator seed behind `variants: random`
     pictures: tuple[Picture, ...] = ()  # the img2img inputs, stat and header read
+
+    @functools.cached_property
+    def images_per_payload(self) -> int | None:
+        """The same number of images in every payload, or None where an axis varies it."""
+        return uniform_images(self.job)
 
     @functools.cached_property
     def fingerprint(self) -> str:

@@ -425,3 +425,36 @@ def test_the_index_answers_as_the_manifest_does_and_a_stale_one_is_not_used(
     # An index beside another manifest is ignored too.
     (out / "manifest.jsonl").write_text(lines[0])
     assert _done(out) == 1
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        "defaults: {batch_size: 3}\n",  # the same images in every payload: counted from masks
+        "defaults: {batch_size: 2}\ngrid: {n_iter: [1, 3]}\n",  # varying: the plan is walked
+    ],
+    ids=["uniform", "varying"],
+)
+def test_what_is_left_is_the_same_counted_or_walked(tmp_path: Path, layers: str) -> None:
+    from sdbatch.job.loader import load_job
+    from sdbatch.output.resume import Done, Masks, todo
+    from sdbatch.plan.expand import build_plan
+
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: t\nprompts: [a, b]\nseeds: [1, 2, 3]\n{layers}", encoding="utf-8")
+    plan = build_plan(load_job(job))
+    rng = random.Random(7)
+    masks = Masks()
+    finished: dict[int, set[int]] = {}
+    for item in plan:
+        for image in range(item.image_count):
+            if rng.random() < 0.6:
+                masks.add(item.index, image)
+                finished.setdefault(item.index, set()).add(image)
+    masks.add(1, 7)  # an image index this payload does not have: never counted as done
+    left = todo(plan, Done(by_index=masks))
+    expected_done = sum(len(v) for v in finished.values())
+    assert (left.done_images, left.images) == (expected_done, plan.image_count - expected_done)
+    complete = [i.index for i in plan if len(finished.get(i.index, ())) == i.image_count]
+    assert [i.index for i in left.payloads()] == [i.index for i in plan if i.index not in complete]
+    assert bool(complete) and len(complete) < plan.payload_count  # both kinds were drawn
