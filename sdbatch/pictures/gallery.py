@@ -28,7 +28,7 @@ from urllib.parse import quote
 from sdbatch.output.manifest import InForce, Record
 from sdbatch.pictures.files import image_file, relative_name, save, writing
 from sdbatch.pictures.galleryassets import CSS, JS
-from sdbatch.pictures.gallerycards import Variation, card, dl, problem
+from sdbatch.pictures.gallerycards import Variation, card, problem
 from sdbatch.pictures.sheet import SHEETS_DIR
 from sdbatch.pictures.thumbs import THUMB_PX, Thumbs
 
@@ -90,7 +90,7 @@ def _top(variation: Variation, sheets: tuple[list[str], int]) -> str:
     """The fields every row shares, and the sheets."""
     parts = []
     if variation.common:
-        parts.append(dl(variation.common))
+        parts.append(variation.top())
     shown, total = sheets
     if total:
         links = " ".join(

@@ -19,7 +19,7 @@ section{padding:0 12px 12px}table{border-collapse:collapse;background:#fff}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;font-size:12px}
 .hidden{display:none}nav{padding:4px 0;width:100%}nav a,nav b{margin:0 3px}
 .common{padding:8px 12px;background:#fff;border-bottom:1px solid #ddd}
-.common dl{margin:0;font-size:13px}.common dd{max-height:3em}
+.common dl{margin:0;font-size:13px}.common dd{max-height:3em}.common summary{font-size:13px}
 .sheets{font-size:13px;padding-top:6px}.sheets a{margin-right:10px}
 td dl{margin:0}td.why{max-width:40em;overflow-wrap:anywhere;color:#a00}
 """

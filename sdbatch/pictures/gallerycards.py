@@ -19,6 +19,7 @@ from sdbatch.output.manifest import Record, value_text
 _FIRST = ("prompt", "seed", "steps", "cfg_scale", "sampler_name", "scheduler", "size")
 _LAST = ("sd_model_name", "negative_prompt")
 _HIDDEN = ("width", "height")  # shown together, as "size"
+_FOLDED = ("override_settings_restore_afterwards",)  # sdbatch's own plumbing
 MAX_ERROR_CHARS = 2000  # of a failed payload's error, on the page (the manifest has it all)
 
 
@@ -70,6 +71,18 @@ class Variation:
         varying = tuple(n for n in order if n in moving)
         common = {n: first[n] for n in order if n not in moving and first[n] is not None}
         return cls(varying, common)
+
+    def top(self) -> str:
+        """The shared fields as HTML: plain values listed, structured ones (the options
+        preflight pins) folded away."""
+        plain = {
+            k: v
+            for k, v in self.common.items()
+            if not isinstance(v, (dict, list)) and k not in _FOLDED
+        }
+        folded = {k: v for k, v in self.common.items() if k not in plain}
+        more = f"<details><summary>{len(folded)} more</summary>{dl(folded)}</details>"
+        return (dl(plain) if plain else "") + (more if folded else "")
 
     def shown(self, record: Record) -> dict[str, Any]:
         fields = fields_of(record)

@@ -142,8 +142,8 @@ def layout(
     tw, th = max(1, round(thumb_w * scale)), max(1, round(thumb_h * scale))
     # The white gap belongs to the cells (half on each side), so the geometry stays margins +
     # n * cell; the images of one cell stand closer together than two cells do.
-    gap = max(6, min(tw, th) // 24)
-    inner = 0 if slots == 1 else max(2, gap // 3)
+    gap = max(8, min(tw, th) // 16)
+    inner = 0 if slots == 1 else max(2, gap // 4)
     cell_w = tw * slot_cols + inner * (slot_cols - 1) + gap
     cell_h = th * slot_rows + inner * (slot_rows - 1) + gap
     size = max(12, min(64, min(cell_w, cell_h) // 16))

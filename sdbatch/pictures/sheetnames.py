@@ -66,6 +66,7 @@ def title(records: Sequence[Record], axes: dict[str, str | None], z_value: Any) 
     if "width" in fixed and "height" in fixed:
         fixed["size"] = f"{fixed.pop('width')}x{fixed.pop('height')}"
     fixed.pop("negative_prompt", None)  # long, and rarely what a sheet is about
+    fixed.pop("override_settings_restore_afterwards", None)  # sdbatch's own plumbing
     order = [k for k in _TITLE_ORDER if k in fixed] + [k for k in fixed if k not in _TITLE_ORDER]
     if "prompt" in fixed and len(fixed["prompt"]) > 80:
         fixed["prompt"] = fixed["prompt"][:77] + "..."
