@@ -109,7 +109,8 @@ def _pages(
             stems.add(stem)
             slots, cells = cells_of(rs, out_dir, x, y, xs, ys)
             heading = title(rs, axes, zv)
-            gone = excluded_cells(rs, rules, x, y, xs, ys)
+            fixed = {f: members[0].fields.get(f) for f in split} | ({z: zv} if z else {})
+            gone = excluded_cells(rs, rules, x, y, xs, ys, fixed)
             pages.append(_Page(stem, heading, tuple(xs), tuple(ys), slots, cells, thumb, gone))
     return pages
 

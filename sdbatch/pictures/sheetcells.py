@@ -40,7 +40,7 @@ def cells_of(
     keys = list(dict.fromkeys(key(r) for r in records))
     most = max((len({key(r) for r in rs}) for rs in by_cell.values()), default=1)
     aligned = len(keys) <= most
-    slots = len(keys) if aligned else most
+    slots = max(1, len(keys) if aligned else most)  # a sheet with no row yet still has cells
     cells: dict[tuple[int, int], tuple[Slot, ...]] = {}
     for pos, rs in by_cell.items():
         chosen: dict[int, Record] = {}
@@ -106,11 +106,13 @@ def excluded_cells(
     y: str | None,
     xs: Sequence[Any],
     ys: Sequence[Any],
+    fixed: Mapping[str, Any],
 ) -> frozenset[tuple[int, int]]:
     """The (column, row) cells of one sheet that a rule removes: every field the rule names has
-    its value there — the cell's x or y value, or a value that all images of the sheet, or of
-    the cell's column or row, share (the z value, a zip partner of an axis). One pass over the
-    records, whatever the grid's size."""
+    its value there — the cell's x or y value, a value `fixed` for the whole sheet (its z value,
+    the values that split it), or one that all images of the sheet, or of the cell's column or
+    row, share (a zip partner of an axis). One pass over the records, whatever the grid's
+    size."""
     names = sorted({n for rule in rules for n in rule})
     if not names:
         return frozenset()
@@ -126,7 +128,7 @@ def excluded_cells(
     gone = set()
     for c, xv in enumerate(xs):
         for w, yv in enumerate(ys):
-            known = {**sheet.values, **cols[c].values, **rows[w].values}
+            known = {**sheet.values, **cols[c].values, **rows[w].values, **fixed}
             if x:
                 known[x] = xv
             if y:
