@@ -3,10 +3,12 @@
 Entry points: `image_file(out_dir, rel)` — the image a manifest row names, or None when the name
 leaves the output dir, passes through a symlink, or is not a regular file (a FIFO would hang
 the reader, /dev/zero would never end); `folder(out_dir, name)` — a picture folder inside the
-output dir, refused when it is a symlink; `save(path, write)` — an atomic replace whose
-temporary file is created exclusively and never through a symlink; and `sweep(folder)` — the
-temporary files a killed drawer left. Every OSError while writing becomes a `PicturesError`
-naming the file, so a read-only or full disk is one clear line, not a traceback.
+output dir, refused when it is a symlink; `shrink(path, box)` — an image decoded small, or None
+when it is broken or bigger than MAX_SOURCE_PIXELS (a decompression bomb is never decoded);
+`save(path, write)` — an atomic replace whose temporary file is created exclusively and never
+through a symlink; and `sweep(folder)` — the temporary files a killed drawer left. Every
+OSError while writing becomes a `PicturesError` naming the file, so a read-only or full disk is
+one clear line, not a traceback.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from PIL import Image
+
 from sdbatch.errors import PicturesError
 from sdbatch.output.atomic import replace_file
+
+# An image bigger than this is not decoded for a sheet or a thumbnail (the webui makes nothing
+# near it; a tampered or hostile file might claim gigapixels).
+MAX_SOURCE_PIXELS = 64_000_000
 
 
 def relative_name(rel: str | None) -> PurePosixPath | None:
@@ -48,6 +57,23 @@ def image_file(out_dir: Path, rel: str | None) -> Path | None:
     except OSError:
         return None
     return path if stat.S_ISREG(mode) else None
+
+
+def shrink(path: Path, box: tuple[int, int]) -> Image.Image | None:
+    """The image at `path` in RGB, shrunk to fit `box` (never enlarged), or None when it does
+    not decode or claims more than MAX_SOURCE_PIXELS."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and only warns) between its own limit and twice that.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_SOURCE_PIXELS:
+                    return None
+                img.draft("RGB", box)  # JPEG: decode at a smaller size
+                img.thumbnail(box, Image.Resampling.LANCZOS)
+                return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning):
+        return None
 
 
 @contextlib.contextmanager

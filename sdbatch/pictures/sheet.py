@@ -40,13 +40,12 @@ from sdbatch.output.manifest import (
     Record,
     distinct,
     field_names,
-    planned_axes,
     read_records,
     value_key,
 )
 from sdbatch.pictures.files import folder, save, sweep, writing
 from sdbatch.pictures.sheetaxes import axis_values, default_axes, split_fields, varying
-from sdbatch.pictures.sheetcells import cells_of, excluded_cells, planned_exclude
+from sdbatch.pictures.sheetcells import cells_of, excluded_cells, read_plan
 from sdbatch.pictures.sheetdraw import EXCLUDED, Label, SheetLayout, Slot, layout, render
 from sdbatch.pictures.sheetnames import name_part, slicing_folder, title
 
@@ -85,8 +84,7 @@ def _pages(
     z: str | None,
 ) -> list[_Page]:
     axes = {"x": x, "y": y, "z": z}
-    planned = planned_axes(out_dir)
-    rules = planned_exclude(out_dir)
+    planned, rules = read_plan(out_dir)
     named = [a for a in (x, y, z) if a]
     split = split_fields(records, named)
     groups: dict[tuple[str, ...], list[Record]] = {}

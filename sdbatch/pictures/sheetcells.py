@@ -1,8 +1,8 @@
 """What goes in each cell of a sheet: which image fills which slot, and why a slot is empty.
 
-Entry points: `cells_of(records, ...)` (the slots of every cell that has rows) and
-`excluded_cells(records, rules, ...)` (the cells that the job's `exclude:` rules, read from
-plan.json by `planned_exclude`, removed: drawn "excluded", not "missing").
+Entry points: `cells_of(records, ...)` (the slots of every cell that has rows),
+`excluded_cells(records, rules, ...)` (the cells that the job's `exclude:` rules removed: drawn
+"excluded", not "missing") and `read_plan(out_dir)` (the planned axes and those rules).
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sdbatch.output.manifest import PLANNED, Record, value_key
+from sdbatch.output.manifest import PLANNED, Record, planned_axes, value_key
 from sdbatch.pictures.files import image_file
 from sdbatch.pictures.sheetdraw import Slot
+
+# plan.json holds the axis values (a 10^6-seed list drawn at random is ~11 MB); a bigger one
+# was not written by sdbatch.
+MAX_PLAN_BYTES = 64 << 20
 
 
 def cells_of(
@@ -62,6 +66,19 @@ def slot_of(record: Record | None, out_dir: Path) -> Slot:
     # Only a regular file inside the output dir, reached without a symlink, is read.
     path = image_file(out_dir, record.file)
     return Slot(path, None) if path is not None else Slot(None, "missing file")
+
+
+def read_plan(out_dir: Path) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """plan.json's axis values and `exclude:` rules; none of either when it is not a regular
+    file inside the dir (a FIFO there would hang the reader), is over MAX_PLAN_BYTES, or is
+    nested too deep to parse. The sheets then go by the manifest alone."""
+    path = image_file(out_dir, PLANNED)
+    try:
+        if path is None or path.stat().st_size > MAX_PLAN_BYTES:
+            return {}, []
+        return planned_axes(out_dir), planned_exclude(out_dir)
+    except (OSError, RecursionError):
+        return {}, []
 
 
 def planned_exclude(out_dir: Path) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from sdbatch.output.manifest import value_text
+from sdbatch.pictures.files import shrink
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
@@ -219,13 +220,9 @@ def _placeholder(draw: ImageDraw.ImageDraw, box: Box, reason: str, size: int) ->
 
 
 def _paste(sheet: Image.Image, box: Box, path: Path) -> bool:
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (box[2] - box[0], box[3] - box[1]))  # JPEG: decode at a smaller size
-            thumb = img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
+    thumb = shrink(path, (box[2] - box[0], box[3] - box[1]))
+    if thumb is None:
         return False
-    thumb.thumbnail((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
     left = box[0] + (box[2] - box[0] - thumb.width) // 2
     top = box[1] + (box[3] - box[1] - thumb.height) // 2
     sheet.paste(thumb, (left, top))

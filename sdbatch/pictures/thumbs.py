@@ -4,8 +4,8 @@ Entry point: `Thumbs(out_dir).url(rel, width, height) -> str`, the relative URL 
 shows for the image `rel`. An image no bigger than THUMB_PX is its own thumbnail (nothing is
 written: a 64 px run costs nothing). A bigger one gets `thumbs/<stem>-<hash>.jpg`, made from the
 image the first time and kept while it is newer than the image, so a rerun that added images
-only makes theirs. An image that does not decode (or is over MAX_SOURCE_PIXELS) keeps its own
-URL: the browser shows what it can, and no thumbnail is made from a bomb.
+only makes theirs. An image that does not decode, or claims more pixels than `files.shrink`
+decodes, keeps its own URL: the browser shows what it can, and no thumbnail is made from a bomb.
 
 Thumbnails of rows no longer in force are left: finding them would mean holding every name.
 """
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import stat
-import warnings
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from PIL import Image
-
-from sdbatch.pictures.files import folder, image_file, save, sweep
+from sdbatch.pictures.files import folder, image_file, save, shrink, sweep
 
 THUMBS_DIR = "thumbs"
 THUMB_PX = 256  # the longest side of a thumbnail; the gallery shows them at 220 px
-MAX_SOURCE_PIXELS = 64_000_000  # a bigger image is not decoded for a thumbnail
 JPEG_QUALITY = 82
 
 
@@ -63,19 +59,8 @@ class Thumbs:
         return quote(f"{THUMBS_DIR}/{name}") if self._make(source, target) else own
 
     def _make(self, source: Path, target: Path) -> bool:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(source) as img:
-                    if img.width * img.height > MAX_SOURCE_PIXELS:
-                        return False
-                    if max(img.size) <= self.px:
-                        small = img.convert("RGB")
-                    else:
-                        img.draft("RGB", (self.px, self.px))  # JPEG: decode small
-                        img.thumbnail((self.px, self.px), Image.Resampling.LANCZOS)
-                        small = img.convert("RGB")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning):
+        small = shrink(source, (self.px, self.px))
+        if small is None:
             return False
         save(target, lambda fh: small.save(fh, format="JPEG", quality=JPEG_QUALITY))
         return True

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -290,7 +292,7 @@ def test_hostile_text_stays_text_in_a_real_browser(
         assert page.locator("figure").count() == 1
 
 
-# --- manifest rows naming files outside the output dir -----------------------------------------
+# --- manifest rows naming files outside the output dir, images that are not, plan.json -----
 
 
 def test_rows_naming_files_outside_are_neither_linked_nor_read(
@@ -329,6 +331,61 @@ def test_rows_naming_files_outside_are_neither_linked_nor_read(
     with Image.open(sheet) as image:
         assert share(image, (0, 0, *image.size), (255, 0, 0)) == 0.0
     assert sorted(p.name for p in secret.iterdir()) == ["red.png"]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG that claims width x height RGB pixels (and holds none)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+def test_an_image_claiming_gigapixels_is_never_decoded(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    spec: dict[str, Any] = {"defaults": {"width": 512, "height": 512}, "grid": {"steps": [10, 20]}}
+    out = run_job(run_cli, webui, tmp_path, **spec)
+    rows = manifest(out)
+    bomb = out / rows[0]["file"]
+    bomb.write_bytes(png_header(10_000, 10_000))  # past Pillow's warning limit
+    shutil.rmtree(out / "thumbs")
+    for args in (["gallery", str(out)], ["sheet", str(out), "--x", "steps"]):
+        result = sdbatch(*args)
+        assert result.returncode == 0, result.stderr
+        assert "DecompressionBomb" not in result.stderr and "Traceback" not in result.stderr
+    # No thumbnail of it; the other image has one.
+    assert len(list((out / "thumbs").iterdir())) == 1
+    (sheet,) = (out / "sheets").rglob("*.png")
+    (built,) = render_sheets(out, x="steps", y=None)
+    with Image.open(sheet) as image:
+        assert share(image, built.layout.slot_box(0, 0, 0), PLACEHOLDER) > 0.6
+
+
+@pytest.mark.parametrize("plan", ["fifo", "nested", "outside"])
+def test_a_tampered_plan_json_is_not_trusted(
+    plan: str, webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    grid = {"steps": [10, 20], "cfg_scale": [3, 7]}
+    out = run_job(run_cli, webui, tmp_path, grid=grid, exclude=[{"steps": 20, "cfg_scale": 7}])
+    (out / "plan.json").unlink()
+    if plan == "fifo":
+        os.mkfifo(out / "plan.json")  # reading it would wait forever
+    elif plan == "nested":
+        (out / "plan.json").write_text("[" * 200_000 + "]" * 200_000)
+    else:
+        outside = tmp_path / "elsewhere.json"
+        outside.write_text(json.dumps({"axes": {"steps": [10, 20, 30]}, "exclude": []}))
+        (out / "plan.json").symlink_to(outside)
+    result = sdbatch("sheet", str(out), "--x", "cfg_scale", "--y", "steps")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    (built,) = render_sheets(out, x="cfg_scale", y="steps")
+    # The manifest alone: the rows it has (no 30 from the file outside).
+    assert [label.text for label in built.layout.row_labels] == ["10", "20"]
 
 
 # --- planted temp files and symlinked folders ---------------------------------------------------
