@@ -84,8 +84,7 @@ def writing(what: Path) -> Iterator[None]:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise PicturesError(
-            f"cannot write {what}: {reason}; the images and manifest are untouched "
-            "(`sdbatch gallery` / `sdbatch sheet` redraw the pictures once it is writable)"
+            f"cannot write {what}: {reason} (the images and the manifest are untouched)"
         ) from exc
 
 
