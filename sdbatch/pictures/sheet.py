@@ -47,7 +47,7 @@ from sdbatch.pictures.files import folder, save, sweep, writing
 from sdbatch.pictures.sheetaxes import axis_values, default_axes, split_fields, varying
 from sdbatch.pictures.sheetcells import cells_of, excluded_cells, read_plan
 from sdbatch.pictures.sheetdraw import EXCLUDED, Label, SheetLayout, Slot, layout, render
-from sdbatch.pictures.sheetnames import name_part, slicing_folder, title
+from sdbatch.pictures.sheetnames import fit_stem, name_part, slicing_folder, title
 
 __all__ = ["DEFAULT_BUDGET_PX", "BuiltSheet", "Label", "SheetLayout", "build_sheets"]
 
@@ -102,6 +102,7 @@ def _pages(
         for zv in axis_values(members, z, planned.get(z)) if z else [None]:
             rs = [r for r in members if not z or value_key(r.fields.get(z)) == value_key(zv)]
             stem = "sheet-" + (name_part(z, zv) if z else "all") + (f"-{group}" if group else "")
+            stem = fit_stem(stem)
             if stem in stems:  # two split values that sanitise alike
                 stem += f"-{n}"
             stems.add(stem)

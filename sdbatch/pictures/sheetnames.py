@@ -2,7 +2,7 @@
 names (a folder per slicing, a file per page), which never read `null`.
 
 Entry points: `title(records, axes, z_value)`, `slicing_folder(x, y, z)`, `name_part(field,
-value)`.
+value)`, `fit_stem(stem)`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,20 @@ def slicing_folder(x: str | None, y: str | None, z: str | None) -> str:
     safe = _safe(text, 100)
     if safe != text:
         safe += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    return safe
+    return fit_stem(safe)
+
+
+# File names are at most 255 bytes; a sheet split by many fields (or long non-ASCII values)
+# keeps a readable head and a hash of the rest ("-part12.png" still fits).
+MAX_STEM_BYTES = 200
+
+
+def fit_stem(stem: str) -> str:
+    data = stem.encode()
+    if len(data) <= MAX_STEM_BYTES:
+        return stem
+    head = data[: MAX_STEM_BYTES - 9].decode(errors="ignore")
+    return f"{head}-{hashlib.sha256(data).hexdigest()[:8]}"
 
 
 def title(records: Sequence[Record], axes: dict[str, str | None], z_value: Any) -> tuple[str, ...]:

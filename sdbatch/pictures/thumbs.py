@@ -48,7 +48,9 @@ class Thumbs:
         if source is None:
             return own
         digest = hashlib.sha256(rel.encode()).hexdigest()[:10]
-        name = f"{PurePosixPath(rel).stem[:60]}-{digest}.jpg"
+        # A readable head of the image's name (in bytes: the file system counts bytes).
+        head = PurePosixPath(rel).stem.encode()[:120].decode(errors="ignore")
+        name = f"{head}-{digest}.jpg"
         target = self._folder() / name
         try:
             fresh = target.lstat()

@@ -181,6 +181,24 @@ def test_null_values_give_readable_sheet_names(tmp_path: Path) -> None:
     assert any("no-style" in n for n in names) and any("no-clip_skip" in n for n in names)
 
 
+def test_long_non_ascii_values_still_make_file_names(tmp_path: Path) -> None:
+    """Names keep letters of any script (4 bytes each in UTF-8, at worst), and stay within
+    the 255 bytes a file name may have."""
+    z = "𝔰𝔱𝔶𝔩𝔢" * 20
+    rows = []
+    for n, (steps, pose) in enumerate((s, p) for p in ("𝔭" * 40, "𝔮" * 40) for s in (1, 2)):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{n}.png")
+        cell = {"steps": steps, "style": z, "pose": pose}
+        payload = {"prompt": "p", "seed": 1, "width": 8, "height": 8}
+        rows.append({"id": str(n), "status": "ok", "file": f"{n}.png", "seed": 1, "cell": cell})
+        rows[-1].update(payload_index=n, payload=payload)
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = build_sheets(tmp_path, x="steps", y=None, z="style")
+    assert len(paths) == 2 and len({p.name for p in paths}) == 2
+    for path in paths:
+        assert path.is_file() and len(path.name.encode()) <= 255 and "𝔰𝔱𝔶𝔩𝔢" in path.name
+
+
 # --- cells the job's exclude: removed ----------------------------------------------------------
 
 
