@@ -117,6 +117,20 @@ def inside(out: Path, url: str) -> bool:
     return target == out.resolve() or out.resolve() in target.parents
 
 
+def _browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
 # --- sheets: a gap between cells, a folder per slicing, no null in names -----------------------
 
 
@@ -259,6 +273,12 @@ def test_thumbnails_are_small_made_once_and_only_for_new_images(
         with Image.open(out / name) as thumb:
             assert max(thumb.size) <= 256
     made = {name: (out / name).stat().st_mtime_ns for name in thumbs}
+    for browser in _browser():  # what a browser decodes: the small copies
+        browser.goto((out / "index.html").as_uri())
+        browser.eval_on_selector_all("img", "xs => xs.forEach(x => x.scrollIntoView())")
+        browser.wait_for_function("Array.from(document.images).every(i => i.complete)")
+        sizes = browser.eval_on_selector_all("img", "xs => xs.map(x => x.naturalWidth)")
+        assert sizes == [256, 256]
     # The full image is a click away.
     assert sorted(u for u in page.urls if u.endswith(".png")) == sorted(
         r["file"] for r in manifest(out)
@@ -280,20 +300,6 @@ def test_failed_payloads_show_their_values_and_error(
     (row,) = page.rows
     assert f"steps {failed['payload']['steps']}" in row
     assert "<b>cfg</b> too high" in row  # as text: the parser saw no <b> tag
-
-
-def _browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
 
 
 def test_hostile_text_stays_text_in_a_real_browser(
