@@ -45,8 +45,8 @@ from sdbatch.output.manifest import (
 )
 from sdbatch.pictures.files import folder, save, sweep, writing
 from sdbatch.pictures.sheetaxes import axis_values, default_axes, split_fields, varying
-from sdbatch.pictures.sheetcells import cells_of, excluded_cells, read_plan
-from sdbatch.pictures.sheetdraw import EXCLUDED, Label, SheetLayout, Slot, layout, render
+from sdbatch.pictures.sheetcells import EXCLUDED, Slot, cells_of, excluded_cells, read_plan
+from sdbatch.pictures.sheetdraw import Label, SheetLayout, layout, render
 from sdbatch.pictures.sheetnames import fit_stem, name_part, slicing_folder, title
 
 __all__ = ["DEFAULT_BUDGET_PX", "BuiltSheet", "Label", "SheetLayout", "build_sheets"]

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sdbatch.output.manifest import PLANNED, Record, planned_axes, value_key
 from sdbatch.pictures.files import image_file
-from sdbatch.pictures.sheetdraw import Slot
+
+EXCLUDED = "excluded"  # the reason of a slot that the job's `exclude:` removed
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One image place in a cell: a file to show, or the reason there is none."""
+
+    path: Path | None
+    reason: str | None  # "missing", "missing file", "failed: ...", EXCLUDED
+
 
 # plan.json holds the axis values (a 10^6-seed list drawn at random is ~11 MB); a bigger one
 # was not written by sdbatch.

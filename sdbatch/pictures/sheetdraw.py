@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sdbatch.output.manifest import value_text
 from sdbatch.pictures.files import shrink
+from sdbatch.pictures.sheetcells import EXCLUDED, Slot
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
@@ -34,15 +35,6 @@ PLACEHOLDER = (200, 200, 200)
 PLACEHOLDER_INK = (70, 70, 70)
 EXCLUDED_FILL = (236, 236, 236)  # lighter than a missing image: nothing was meant to be there
 EXCLUDED_INK = (130, 130, 130)
-EXCLUDED = "excluded"  # the reason of a slot that the job's `exclude:` removed
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One image place in a cell: a file to show, or the reason there is none."""
-
-    path: Path | None
-    reason: str | None  # "missing", "missing file", "failed: ...", EXCLUDED
 
 
 @dataclass(frozen=True)
