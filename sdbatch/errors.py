@@ -87,3 +87,8 @@ class RunLockedError(SdbatchError):
 
 class OutputError(SdbatchError):
     """The output directory cannot be written (disk full, permissions)."""
+
+
+class PicturesError(OutputError):
+    """The sheets or the gallery cannot be written (read-only or full output dir, or a symlink
+    where their folder should be); the images and the manifest are untouched."""

@@ -14,52 +14,46 @@ How images become sheets:
 - Axis values in plan order (steps 10, 20, 30), not sorted. Column labels (top) and row labels
   (left) are the bare values ("10", "7.5"); the axis names are in the title, with every field
   that is the same across the sheet (prompt, seed, sampler, size, model...).
-- A cell whose image is missing, unreadable or failed is a grey placeholder saying so.
+- A cell whose image is missing, unreadable or failed is a grey placeholder saying so; a cell
+  that the job's `exclude:` removed (the rules are in plan.json) is a lighter one saying
+  "excluded", so a hole in the plan does not read as a lost image.
 - Size budget: cells shrink until a sheet fits `budget_px` pixels, but no smaller than 128 px
   (or the image's own size); a grid still too large is tiled: `sheet-...-part1.png`, ...
-- Files: `sheets/sheet-<z value or "all">[-<split values>][-partN].png`, written atomically;
-  sheet files of an earlier slicing are removed, so the dir shows one slicing at a time.
+- Files: `sheets/<x>-x-<y>[-per-<z>]/sheet-<z value or "all">[-<split values>][-partN].png`,
+  written atomically. Each slicing has its own folder, so `sdbatch sheet --x .. --y ..` never
+  overwrites the job's own sheets; a redraw of one slicing removes the files it no longer makes
+  there. A null value is named after its field (`no-scheduler`), never `null`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from sdbatch.errors import UsageError, did_you_mean
-from sdbatch.output.atomic import replace_file
 from sdbatch.output.manifest import (
     MANIFEST,
     Record,
     distinct,
     field_names,
-    planned_axes,
     read_records,
     value_key,
-    value_text,
 )
+from sdbatch.pictures.files import folder, save, sweep, writing
 from sdbatch.pictures.sheetaxes import axis_values, default_axes, split_fields, varying
-from sdbatch.pictures.sheetdraw import Label, SheetLayout, Slot, layout, render
+from sdbatch.pictures.sheetcells import EXCLUDED, Slot, cells_of, excluded_cells, read_plan
+from sdbatch.pictures.sheetdraw import Label, SheetLayout, layout, render
+from sdbatch.pictures.sheetnames import fit_stem, name_part, slicing_folder, title
 
 __all__ = ["DEFAULT_BUDGET_PX", "BuiltSheet", "Label", "SheetLayout", "build_sheets"]
 
 DEFAULT_BUDGET_PX = 64_000_000
 MIN_THUMB = 128
 SHEETS_DIR = "sheets"
-_TITLE_ORDER = (
-    "prompt",
-    "seed",
-    "seeds",
-    "steps",
-    "cfg_scale",
-    "sampler_name",
-    "scheduler",
-    "size",
-)
 
 
 @dataclass(frozen=True)
@@ -79,78 +73,7 @@ class _Page:
     slots: int
     cells: dict[tuple[int, int], tuple[Slot, ...]]
     thumb: tuple[int, int]  # the largest image, before scaling
-
-
-def _safe(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("._")[:limit] or "_"
-
-
-def _title(records: Sequence[Record], axes: dict[str, str | None], z_value: Any) -> tuple[str, ...]:
-    head = "   ".join(f"{k}: {v}" for k, v in axes.items() if v and k != "z")
-    if axes.get("z"):
-        head += f"   z: {axes['z']} = {value_text(z_value)}"
-    fixed: dict[str, str] = {}
-    names = [n for n in field_names(records) if n not in axes.values()]
-    for name in names:
-        values = distinct(records, name)
-        if len(values) == 1 and not isinstance(values[0], (dict, list)) and values[0] is not None:
-            fixed[name] = value_text(values[0])
-    if "seed" not in axes.values() and "seed" not in fixed:
-        seeds = distinct(records, "seed")
-        fixed["seeds"] = ", ".join(map(value_text, seeds[:8])) + (", ..." if len(seeds) > 8 else "")
-    if "width" in fixed and "height" in fixed:
-        fixed["size"] = f"{fixed.pop('width')}x{fixed.pop('height')}"
-    fixed.pop("negative_prompt", None)  # long, and rarely what a sheet is about
-    order = [k for k in _TITLE_ORDER if k in fixed] + [k for k in fixed if k not in _TITLE_ORDER]
-    if "prompt" in fixed and len(fixed["prompt"]) > 80:
-        fixed["prompt"] = fixed["prompt"][:77] + "..."
-    return (head, *(f"{k}: {fixed[k]}" for k in order))
-
-
-def _cells(
-    records: Sequence[Record],
-    out_dir: Path,
-    x: str | None,
-    y: str | None,
-    xs: list[Any],
-    ys: list[Any],
-) -> tuple[int, dict[tuple[int, int], tuple[Slot, ...]]]:
-    xi = {value_key(v): i for i, v in enumerate(xs)}
-    yi = {value_key(v): i for i, v in enumerate(ys)}
-    by_cell: dict[tuple[int, int], list[Record]] = {}
-    for r in records:
-        col = xi[value_key(r.fields.get(x))] if x else 0
-        row = yi[value_key(r.fields.get(y))] if y else 0
-        by_cell.setdefault((col, row), []).append(r)
-
-    def key(r: Record) -> tuple[Any, int]:
-        return (None if "seed" in (x, y) else r.seed, r.image_index)
-
-    # Seeds shared by every cell keep their slot; otherwise images fill slots in plan order.
-    keys = list(dict.fromkeys(key(r) for r in records))
-    most = max((len({key(r) for r in rs}) for rs in by_cell.values()), default=1)
-    aligned = len(keys) <= most
-    slots = len(keys) if aligned else most
-    cells: dict[tuple[int, int], tuple[Slot, ...]] = {}
-    for pos, rs in by_cell.items():
-        chosen: dict[int, Record] = {}
-        for r in rs:
-            at = keys.index(key(r)) if aligned else len(chosen)
-            old = chosen.get(at)
-            if old is None or (r.ok and (not old.ok or r.line > old.line)):
-                chosen[at] = r
-        cells[pos] = tuple(_slot(chosen.get(i), out_dir) for i in range(slots))
-    return slots, cells
-
-
-def _slot(record: Record | None, out_dir: Path) -> Slot:
-    if record is None:
-        return Slot(None, "missing")
-    if not record.ok:
-        reason = (record.error or "no reason given").strip().splitlines()[0]
-        return Slot(None, f"failed: {reason[:60]}")
-    path = out_dir / (record.file or "")
-    return Slot(path, None) if record.file and path.is_file() else Slot(None, "missing file")
+    excluded: frozenset[tuple[int, int]]  # cells the job's `exclude:` removed
 
 
 def _pages(
@@ -161,7 +84,7 @@ def _pages(
     z: str | None,
 ) -> list[_Page]:
     axes = {"x": x, "y": y, "z": z}
-    planned = planned_axes(out_dir)
+    planned, rules = read_plan(out_dir)
     named = [a for a in (x, y, z) if a]
     split = split_fields(records, named)
     groups: dict[tuple[str, ...], list[Record]] = {}
@@ -171,22 +94,23 @@ def _pages(
     for n, members in enumerate(groups.values(), start=1):
         xs = axis_values(members, x, planned.get(x)) if x else [None]
         ys = axis_values(members, y, planned.get(y)) if y else [None]
-        group = "-".join(_safe(value_text(members[0].fields.get(f)), 24) for f in split)
+        group = "-".join(name_part(f, members[0].fields.get(f), 24) for f in split)
         sizes = [
             (int(r.fields.get("width") or 512), int(r.fields.get("height") or 512)) for r in members
         ]
         thumb = (max(w for w, _ in sizes), max(h for _, h in sizes))
         for zv in axis_values(members, z, planned.get(z)) if z else [None]:
             rs = [r for r in members if not z or value_key(r.fields.get(z)) == value_key(zv)]
-            stem = (
-                "sheet-" + (_safe(value_text(zv)) if z else "all") + (f"-{group}" if group else "")
-            )
+            stem = "sheet-" + (name_part(z, zv) if z else "all") + (f"-{group}" if group else "")
+            stem = fit_stem(stem)
             if stem in stems:  # two split values that sanitise alike
                 stem += f"-{n}"
             stems.add(stem)
-            slots, cells = _cells(rs, out_dir, x, y, xs, ys)
-            title = _title(rs, axes, zv)
-            pages.append(_Page(stem, title, tuple(xs), tuple(ys), slots, cells, thumb))
+            slots, cells = cells_of(rs, out_dir, x, y, xs, ys)
+            heading = title(rs, axes, zv)
+            fixed = {f: members[0].fields.get(f) for f in split} | ({z: zv} if z else {})
+            gone = excluded_cells(rs, rules, x, y, xs, ys, fixed)
+            pages.append(_Page(stem, heading, tuple(xs), tuple(ys), slots, cells, thumb, gone))
     return pages
 
 
@@ -228,29 +152,38 @@ def render_sheets(
     """Build every sheet and return each file with its layout (for tests and callers that
     want to point at a cell)."""
     records = read_records(out_dir)
-    sheets_dir = out_dir / SHEETS_DIR
+    pages = _pages(out_dir, records, x, y, z)
+    sheets_dir = folder(folder(out_dir, SHEETS_DIR), slicing_folder(x, y, z))
+    sweep(sheets_dir)
     built: list[BuiltSheet] = []
-    for page in _pages(out_dir, records, x, y, z):
+    for page in pages:
         tiles = _tiles(page, budget_px)
         for n, (lay, cs, rs) in enumerate(tiles, start=1):
-            missing = (Slot(None, "missing"),) * page.slots
             cells = {
-                (i, j): page.cells.get((c, r), missing)
+                (i, j): page.cells.get((c, r)) or _empty(page, (c, r))
                 for i, c in enumerate(cs)
                 for j, r in enumerate(rs)
             }
+            for pos, slots in cells.items():
+                if (cs[pos[0]], rs[pos[1]]) in page.excluded:
+                    # Rows an earlier version of the job made stay; only the holes say why.
+                    cells[pos] = tuple(Slot(None, EXCLUDED) if s.reason else s for s in slots)
             name = page.stem + (f"-part{n}" if len(tiles) > 1 else "") + ".png"
-            built.append(BuiltSheet(_save(render(lay, cells), sheets_dir / name), lay))
+            built.append(BuiltSheet(_save_png(render(lay, cells), sheets_dir / name), lay))
     written = {b.path.name for b in built}
     for old in sheets_dir.glob("sheet-*.png"):
-        if old.name not in written:
-            old.unlink(missing_ok=True)
+        if old.name not in written and not old.is_dir():
+            with writing(old):
+                old.unlink(missing_ok=True)
     return built
 
 
-def _save(image: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return replace_file(path, lambda tmp: image.save(tmp, format="PNG"))
+def _save_png(image: Image.Image, path: Path) -> Path:
+    return save(path, lambda fh: image.save(fh, format="PNG"))
+
+
+def _empty(page: _Page, pos: tuple[int, int]) -> tuple[Slot, ...]:
+    return (Slot(None, EXCLUDED if pos in page.excluded else "missing"),) * page.slots
 
 
 def build_sheets(

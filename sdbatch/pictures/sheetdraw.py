@@ -6,8 +6,9 @@ goes in which cell.
 
 Geometry, exactly: the image is `margin_left + cols * cell_w` wide and `margin_top + rows *
 cell_h` high. A cell holds `slots` images in a near-square sub-grid of `thumb_w x thumb_h` boxes
-from its top left corner, each image shrunk to fit its box and centred; with more than one slot,
-the rest of the cell is a thin white gutter.
+`inner` pixels apart, centred in the cell, each image shrunk to fit its box and centred; the
+rest of the cell is white, so neighbouring cells stand at least `gap` pixels apart (images that
+touch read as one picture).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from sdbatch.output.manifest import value_text
+from sdbatch.pictures.files import shrink
+from sdbatch.pictures.sheetcells import EXCLUDED, Slot
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
@@ -30,14 +33,8 @@ BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 PLACEHOLDER = (200, 200, 200)
 PLACEHOLDER_INK = (70, 70, 70)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One image place in a cell: a file to show, or the reason there is none."""
-
-    path: Path | None
-    reason: str | None  # "missing", "missing file", "failed: ..."
+EXCLUDED_FILL = (236, 236, 236)  # lighter than a missing image: nothing was meant to be there
+EXCLUDED_INK = (130, 130, 130)
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,8 @@ class SheetLayout:
     thumb_h: int
     slot_cols: int
     slot_rows: int
+    inner: int  # between the images of one cell
+    gap: int  # at least this much white between two cells
     cols: int
     rows: int
     margin_left: int
@@ -77,8 +76,10 @@ class SheetLayout:
 
     def slot_box(self, col: int, row: int, slot: int) -> Box:
         left, top, _, _ = self.cell_box(col, row)
-        left += (slot % self.slot_cols) * self.thumb_w
-        top += (slot // self.slot_cols) * self.thumb_h
+        used_w = self.slot_cols * (self.thumb_w + self.inner) - self.inner
+        used_h = self.slot_rows * (self.thumb_h + self.inner) - self.inner
+        left += (self.cell_w - used_w) // 2 + (slot % self.slot_cols) * (self.thumb_w + self.inner)
+        top += (self.cell_h - used_h) // 2 + (slot // self.slot_cols) * (self.thumb_h + self.inner)
         return left, top, left + self.thumb_w, top + self.thumb_h
 
 
@@ -132,10 +133,12 @@ def layout(
     slot_cols = max(1, math.ceil(math.sqrt(slots)))
     slot_rows = max(1, math.ceil(slots / slot_cols))
     tw, th = max(1, round(thumb_w * scale)), max(1, round(thumb_h * scale))
-    # A white gutter at each cell's right and bottom keeps cells apart when they hold several
-    # images each; it belongs to the cell, so the geometry stays margins + n * cell.
-    gutter = 0 if slots == 1 else max(2, min(tw, th) // 32)
-    cell_w, cell_h = tw * slot_cols + gutter, th * slot_rows + gutter
+    # The white gap belongs to the cells (half on each side), so the geometry stays margins +
+    # n * cell; the images of one cell stand closer together than two cells do.
+    gap = max(8, min(tw, th) // 16)
+    inner = 0 if slots == 1 else max(2, gap // 4)
+    cell_w = tw * slot_cols + inner * (slot_cols - 1) + gap
+    cell_h = th * slot_rows + inner * (slot_rows - 1) + gap
     size = max(12, min(64, min(cell_w, cell_h) // 16))
     f = font(size)
     pad, line = size // 2, _line_h(f)
@@ -173,6 +176,8 @@ def layout(
         th,
         slot_cols,
         slot_rows,
+        inner,
+        gap,
         cols,
         rows,
         margin_left,
@@ -186,7 +191,9 @@ def layout(
 
 def _placeholder(draw: ImageDraw.ImageDraw, box: Box, reason: str, size: int) -> None:
     left, top, right, bottom = box
-    draw.rectangle((left, top, right - 1, bottom - 1), fill=PLACEHOLDER, outline=BACKGROUND)
+    excluded = reason == EXCLUDED
+    fill, ink = (EXCLUDED_FILL, EXCLUDED_INK) if excluded else (PLACEHOLDER, PLACEHOLDER_INK)
+    draw.rectangle((left, top, right - 1, bottom - 1), fill=fill, outline=BACKGROUND)
     f = font(max(10, min(size, (right - left) // 8)))
     # Wrap the reason word by word into the box; what does not fit is cut.
     lines: list[str] = []
@@ -200,18 +207,14 @@ def _placeholder(draw: ImageDraw.ImageDraw, box: Box, reason: str, size: int) ->
     y = top + (bottom - top - line * len(lines)) // 2
     for text in lines:
         x = left + (right - left - _text_w(f, text)) // 2
-        draw.text((x, y), text, fill=PLACEHOLDER_INK, font=f)
+        draw.text((x, y), text, fill=ink, font=f)
         y += line
 
 
 def _paste(sheet: Image.Image, box: Box, path: Path) -> bool:
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (box[2] - box[0], box[3] - box[1]))  # JPEG: decode at a smaller size
-            thumb = img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
+    thumb = shrink(path, (box[2] - box[0], box[3] - box[1]))
+    if thumb is None:
         return False
-    thumb.thumbnail((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
     left = box[0] + (box[2] - box[0] - thumb.width) // 2
     top = box[1] + (box[3] - box[1] - thumb.height) // 2
     sheet.paste(thumb, (left, top))

@@ -241,6 +241,8 @@ def _planned(plan: Plan) -> dict[str, Any]:
         "payloads": plan.payload_count,
         "images": plan.image_count,
         "axes": axes,
+        # The sheets draw the cells these rules removed as "excluded", not "missing".
+        "exclude": [dict(rule) for rule in job.exclude],
     }
 
 
@@ -268,9 +270,9 @@ def _pictures(job: Job, out_dir: Path, console: Console) -> None:
     except OSError:
         pass
     try:
-        build_gallery(out_dir)
-        if job.sheet is not None:
+        if job.sheet is not None:  # first: the gallery links the sheets
             build_sheets(out_dir, x=job.sheet.x, y=job.sheet.y, z=job.sheet.z)
+        build_gallery(out_dir)
         stamp_file.write_text(stamp)
     except (SdbatchError, OSError) as exc:
         console.error(

@@ -73,7 +73,8 @@ def test_sweep_gives_one_labelled_sheet_in_plan_order(
     out = sweep(run_cli, webui, tmp_path)
     image, lay = only(render_sheets(out, x="cfg_scale", y="steps"))
     assert image.size == (lay.margin_left + 4 * lay.cell_w, lay.margin_top + 4 * lay.cell_h)
-    assert (lay.cols, lay.rows, lay.cell_w, lay.cell_h) == (4, 4, 64, 64)
+    assert (lay.cols, lay.rows, lay.thumb_w, lay.thumb_h) == (4, 4, 64, 64)
+    assert lay.cell_w >= 64 + lay.gap and lay.gap >= 6
     assert [label.text for label in lay.col_labels] == ["3", "5", "7", "9"]
     assert [label.text for label in lay.row_labels] == ["10", "20", "30", "40"]
     for label in (*lay.col_labels, *lay.row_labels):
@@ -84,11 +85,11 @@ def test_sweep_gives_one_labelled_sheet_in_plan_order(
         box = lay.slot_box(*cell_of(row), 0)
         with Image.open(out / row["file"]) as source:
             assert region_diff(image.crop(box), source) < 2, row["file"]
-    assert built_names(out) == ["sheet-all.png"]
+    assert built_names(out) == ["cfg_scale-x-steps", "cfg_scale-x-steps/sheet-all.png"]
 
 
 def built_names(out: Path) -> list[str]:
-    return sorted(p.name for p in (out / "sheets").iterdir())
+    return sorted(p.relative_to(out / "sheets").as_posix() for p in (out / "sheets").rglob("*"))
 
 
 def test_partial_run_gets_placeholders_where_images_are_missing_or_failed(
@@ -143,7 +144,8 @@ def test_budget_tiles_into_parts_that_cover_the_grid(
         with Image.open(b.path) as image:
             assert image.width * image.height <= 60_000
             assert image.size == (b.layout.width, b.layout.height)
-    assert built_names(out) == sorted(b.path.name for b in built)
+    parts = sorted(f"cfg_scale-x-steps/{b.path.name}" for b in built)
+    assert built_names(out) == ["cfg_scale-x-steps", *parts]
 
 
 def test_budget_shrinks_cells_before_tiling(
@@ -176,10 +178,13 @@ def test_z_splits_sheets_and_fields_can_be_resliced(
             2,
         )
         assert "seeds: 1, 2, 3" in " ".join(b.layout.title)
-    # Re-sliced: sampler across, steps down; the cfg values now split the sheets.
+    # Re-sliced: sampler across, steps down; the cfg values now split the sheets. The job's
+    # own slicing stays, in its own folder.
+    job_sheets = {b.path: b.path.read_bytes() for b in built}
     paths = sheet_command(out, x="sampler_name", y="steps")
     assert [p.name for p in paths] == ["sheet-all-3.png", "sheet-all-5.png"]
-    assert built_names(out) == ["sheet-all-3.png", "sheet-all-5.png"]  # the old slicing is gone
+    assert {p.parent.name for p in paths} == {"sampler_name-x-steps"}
+    assert {p: p.read_bytes() for p in job_sheets} == job_sheets
     # Defaults: the last grid axis across, the one before it down, the rest split.
     paths = sheet_command(out)
     assert [p.name for p in paths] == ["sheet-all-Euler.png", "sheet-all-DPM++_2M.png"]
@@ -223,7 +228,9 @@ def test_template_rows_split_by_template_not_by_the_prompt_an_axis_makes(tmp_pat
     built = render_sheets(tmp_path, x="animal", y=None)
     assert len(built) == 2
     assert [lb.text for lb in built[0].layout.col_labels] == ["cat", "dog", "owl"]
-    assert build_sheets(tmp_path, x="animal", y="template") == [tmp_path / "sheets/sheet-all.png"]
+    assert build_sheets(tmp_path, x="animal", y="template") == [
+        tmp_path / "sheets/animal-x-template/sheet-all.png"
+    ]
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,7 +243,7 @@ def test_jobs_sweep_yaml_draws_one_4x4_sheet_and_a_gallery(
     out = tmp_path / "sweep"
     run_cli("run", str(ROOT / "jobs" / "sweep.yaml"), "--server", webui.url, "--out", str(out))
     assert (out / "index.html").is_file()
-    drawn = sorted((out / "sheets").iterdir())
+    drawn = sorted((out / "sheets" / "cfg_scale-x-steps").iterdir())
     assert [p.name for p in drawn] == ["sheet-all.png"]
     with Image.open(drawn[0]) as image:
         first = image.copy()
@@ -276,7 +283,7 @@ def test_a_run_killed_half_way_still_yields_the_whole_sheet(
     done = [r for r in rows(out) if r["status"] == "ok"]
     assert 6 <= len(done) < 16
     result = run_cli("sheet", str(out), "--x", "cfg_scale", "--y", "steps")
-    assert result.out.strip() == str(out / "sheets" / "sheet-all.png")
+    assert result.out.strip() == str(out / "sheets" / "cfg_scale-x-steps" / "sheet-all.png")
     image, lay = only(render_sheets(out, x="cfg_scale", y="steps"))
     assert (lay.cols, lay.rows) == (4, 4)  # the planned grid, not only the part that was done
     done_cells = {cell_of(r) for r in done}

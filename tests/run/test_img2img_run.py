@@ -105,7 +105,9 @@ def test_a_folder_runs_through_img2img_and_a_changed_picture_reruns_alone(
     assert {r["payload"]["init_images"][0]["sha256"] for r in new} == {sha256(pictures[3])}
     assert sorted(r["payload"]["denoising_strength"] for r in new) == [0.3, 0.6]
     # One sheet, pictures along x: the changed picture's two versions are one column.
-    assert [p.name for p in (out / "sheets").iterdir()] == ["sheet-all.png"]
+    assert [p.name for p in (out / "sheets" / "input-x-denoising_strength").iterdir()] == [
+        "sheet-all.png"
+    ]
 
 
 def test_plan_order_is_files_then_the_folder_sorted_and_sizes_follow_the_picture(
