@@ -171,9 +171,9 @@ def test_a_weight_sweep_passes_and_each_row_has_its_weight(run_cli: RunCli, tmp_
     assert all(r["status"] == "ok" for r in found)
     assert all("Lora hashes: " in infotext_of(out, r) for r in found)
     # The weight is the sheet's only axis: three 64-pixel cells side by side, no y labels.
-    (sheet,) = (out / "sheets").iterdir()
+    (sheet,) = (out / "sheets").rglob("*.png")
     with Image.open(sheet) as image:
-        assert 3 * 64 <= image.width < 4 * 64
+        assert 3 * 64 <= image.width < 4 * 64 + 3 * 16  # cells and the gaps between them
 
 
 def test_a_name_from_a_variable_is_checked_for_each_value(tmp_path: Path, webui: MockWebui) -> None:
