@@ -16,8 +16,10 @@ import datetime as dt
 import json
 import logging
 import os
+import shlex
+import string
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -29,6 +31,8 @@ from sdbatch.errors import (
     OutputError,
     Problem,
     SdbatchError,
+    UsageError,
+    did_you_mean,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     from sdbatch.job.loader import Job
     from sdbatch.output.writer import RunInfo
     from sdbatch.plan.expand import Plan
-    from sdbatch.run.progress import Console
+    from sdbatch.run.progress import Console, LogFile
 
 Command = Callable[[argparse.Namespace, "Console"], int]
 MOCK_WEBUI = "mock-webui"
@@ -89,6 +93,43 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+# The names an output dir template may use: plain names, nothing evaluated (no `{name.attr}`,
+# no `{name[0]}`, no `!r`), so a template cannot reach into Python objects.
+DIR_FIELDS = ("name", "date", "time")
+
+
+def fill_dir_template(template: str, values: dict[str, str], source: str) -> str:
+    """`template` with `{name}`, `{date}`, `{time}` filled; UsageError (exit 2) for anything
+    else, naming `source` (`--out` or the job file's `output.dir`). A filled-in value is one
+    folder name: a job named `..` or `a/b` cannot move the dir elsewhere."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone { or }
+        raise UsageError(f"{source} {template!r}: {exc} (write {{{{ and }}}} for braces)") from None
+    text = []
+    for literal, field, spec, conversion in parsed:
+        text.append(literal)
+        if field is None:
+            continue
+        if field not in DIR_FIELDS or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (
+                f":{spec}" if spec else ""
+            ) + "}"
+            hint = did_you_mean(field, DIR_FIELDS)
+            raise UsageError(
+                f"{source} {template!r}: {shown} is not a field it can use{hint}; "
+                f"use {', '.join('{' + f + '}' for f in DIR_FIELDS)}"
+            )
+        value = values[field]
+        if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
+            raise UsageError(
+                f"{source} {template!r}: {{{field}}} is {value!r}, which cannot name a folder; "
+                "set `name:` in the job"
+            )
+        text.append(value)
+    return "".join(text)
+
+
 def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path, RunInfo]:
     from sdbatch.output.writer import RunInfo
 
@@ -96,7 +137,15 @@ def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path,
     # one dir; a rerun the same day (same {date}) resumes it.
     run = RunInfo(name=job.name, date=now.strftime("%Y-%m-%d"), time=now.strftime("%H%M%S"))
     template = override if override is not None else job.output.dir
-    return Path(template.format(name=run.name, date=run.date, time=run.time)), run
+    source = "--out" if override is not None else "output.dir"
+    values = {"name": run.name, "date": run.date, "time": run.time}
+    return _real(Path(fill_dir_template(template, values, source))), run
+
+
+def _real(out_dir: Path) -> Path:
+    """The output dir with every link on its way resolved, once: the dir may live behind a
+    link the user made, but below it sdbatch follows none (`output.safepath`)."""
+    return Path(os.path.realpath(out_dir))
 
 
 def _job_for_run(args: argparse.Namespace) -> Job:
@@ -129,6 +178,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     out_dir, run = _output_dir(job, args.out, dt.datetime.now())
     if args.fresh:
         out_dir = fresh_dir(out_dir)
+    args.resolved_out = str(out_dir)
     run = dataclasses.replace(run, rng_seed=plan.rng_seed)
     console.info(f"{_describe(plan)}, writing to {out_dir}")
     connection = _connect(job, args, preflight=not args.no_preflight)
@@ -142,8 +192,31 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         run_info=run,
         verify=args.verify,
         strict=args.strict,
+        command=_same_command(args),
     )
     return result.exit_code
+
+
+def _same_command(args: argparse.Namespace) -> str:
+    """The command that resumes this run: as typed, but for `--fresh` (which would start yet
+    another dir) and with the dir spelled out (a `{time}` in it would name a new one)."""
+    words = [w for w in args.argv if w != "--fresh"]
+    if args.fresh or "{" in (args.out or "{"):
+        words = [*_without_option(words, "--out"), "--out", args.resolved_out]
+    return shlex.join(["sdbatch", *words])
+
+
+def _without_option(words: list[str], option: str) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = True
+        elif not word.startswith(option + "="):
+            kept.append(word)
+    return kept
 
 
 def _check(args: argparse.Namespace, console: Console) -> int:
@@ -156,16 +229,33 @@ def _check(args: argparse.Namespace, console: Console) -> int:
 def _sheet(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.pictures.sheet import sheet_command
 
-    for path in sheet_command(Path(args.out_dir), args.x, args.y, args.z):
+    out_dir = _real(Path(args.out_dir))
+    with _writing(out_dir):
+        paths = sheet_command(out_dir, args.x, args.y, args.z)
+    for path in paths:
         print(path, file=console.out)
     return ExitCode.OK
+
+
+@contextlib.contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """The boundary of a stage that draws into `out_dir`: a file-system failure (read-only,
+    full, a path through a file) is an OutputError with its reason, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from exc
 
 
 def _gallery(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.pictures.gallery import build_gallery
 
     # read_records, under build_gallery, says so when the dir holds no manifest.
-    print(build_gallery(Path(args.out_dir)), file=console.out)
+    out_dir = _real(Path(args.out_dir))
+    with _writing(out_dir):
+        page = build_gallery(out_dir)
+    print(page, file=console.out)
     return ExitCode.OK
 
 
@@ -271,60 +361,96 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return mock.parse_args(rest, namespace=args)
 
 
-def _open_log(args: argparse.Namespace) -> TextIO:
+def _open_log(args: argparse.Namespace, err: TextIO) -> tuple[TextIO, LogFile]:
+    """The log file, opened to append, with a first line written and flushed: a log that
+    cannot take it (a bad path, /dev/full) stops the run here, before anything is sent."""
+    from sdbatch.run.progress import LogFile
+
     try:
-        return open(args.log_file, "a", encoding="utf-8")
+        stream = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 (an ExitStack closes it)
     except OSError as exc:
         raise OutputError(f"cannot open log file {args.log_file}: {exc.strerror}") from exc
+    log = LogFile(stream, err)
+    log.write_line(f"sdbatch {__version__}: {args.command} {getattr(args, 'job', '')}".rstrip())
+    if log.failed is not None:
+        stream.close()
+        raise OutputError(f"cannot write log file {args.log_file}: {log.failed.strerror}")
+    return stream, log
+
+
+class _ToConsole(logging.Handler):
+    """The "sdbatch" logger's records as console lines, so a failing log file is handled in
+    one place (`LogFile`) and never raises into a request or writer thread."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.notice(record.getMessage())  # the logger's level stands for --quiet
 
 
 def _route_logging(console: Console) -> None:
-    # Retry notices go through the "sdbatch" logger; each invocation points it at its console.
+    # Retry notices and warnings go through the "sdbatch" logger; each invocation points it at
+    # its console (and through it at --log-file).
     logger = logging.getLogger("sdbatch")
     logger.handlers.clear()
-    handler = logging.StreamHandler(console.err)
-    handler.setFormatter(logging.Formatter("sdbatch: %(message)s"))
-    logger.addHandler(handler)
-    if console.log is not None:
-        to_file = logging.StreamHandler(console.log)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(to_file)
+    logger.addHandler(_ToConsole(console))
     logger.setLevel(logging.ERROR if console.quiet else logging.INFO)
     logger.propagate = False
 
 
+def _traceback_anywhere(argv: list[str]) -> tuple[list[str], bool]:
+    """`--traceback` may stand anywhere (before or after the command): taken out here, so
+    every parser, the stand-in's included, sees the rest as usual."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    wanted = "--traceback" in argv[:cut]
+    return [a for i, a in enumerate(argv) if not (i < cut and a == "--traceback")], wanted
+
+
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """Run one command; return its exit code. The only place errors become exit codes."""
-    args = parse_args(build_parser(), argv)
+    words, traceback = _traceback_anywhere(list(sys.argv[1:] if argv is None else argv))
+    args = parse_args(build_parser(), words)
+    args.traceback = traceback or args.traceback
+    args.argv = words
     if console is None:
         from sdbatch.run.progress import Console
 
         console = Console(sys.stdout, sys.stderr, is_tty=sys.stderr.isatty())
     console = dataclasses.replace(console, quiet=getattr(args, "quiet", False))
-    try:
-        with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        # The log stays open until the error, if any, is reported: into it too.
+        try:
             if getattr(args, "log_file", None):
-                console = dataclasses.replace(console, log=stack.enter_context(_open_log(args)))
+                stream, log = _open_log(args, console.err)
+                stack.callback(stream.close)
+                console = dataclasses.replace(console, log=log)
             _route_logging(console)
             return int(args.func(args, console))
-    except JobValidationError as exc:
-        if args.traceback:
-            raise
-        console.error(f"invalid job file ({len(exc.problems)} problem(s)):")
-        for problem in exc.problems:
-            print(problem, file=console.err)
-        return ExitCode.INVALID
-    except SdbatchError as exc:
-        if args.traceback:
-            raise
-        console.error(str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        if args.traceback:
-            raise
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        # `sdbatch plan JOB | head`: the reader has all it wanted. Point stdout at /dev/null so
-        # the interpreter's final flush does not complain about the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
+        except JobValidationError as exc:
+            if args.traceback:
+                raise
+            console.error(f"invalid job file ({len(exc.problems)} problem(s)):")
+            for problem in exc.problems:
+                print(problem, file=console.err)
+                if console.log is not None:
+                    console.log.write_line(str(problem))
+            return ExitCode.INVALID
+        except SdbatchError as exc:
+            if args.traceback:
+                raise
+            console.error(str(exc))
+            return exc.exit_code
+        except KeyboardInterrupt:
+            if args.traceback:
+                raise
+            console.notice("interrupted (Ctrl-C)")
+            return ExitCode.INTERRUPTED
+        except BrokenPipeError:
+            # `sdbatch plan JOB | head`: the reader has all it wanted. Point stdout at /dev/null
+            # so the interpreter's final flush does not complain about the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return ExitCode.OK
+        finally:
+            logging.getLogger("sdbatch").handlers.clear()

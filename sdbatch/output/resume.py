@@ -21,8 +21,10 @@ from typing import Any
 import filelock
 
 from sdbatch.errors import OutputError, RunLockedError, UsageError
-from sdbatch.output.index import IndexAppender, IndexReader, remove_index
+from sdbatch.output.atomic import is_temporary
+from sdbatch.output.index import INDEX, IndexAppender, IndexReader, remove_index
 from sdbatch.output.manifest import MANIFEST, iter_rows
+from sdbatch.output.safepath import UnsafePath, create_new, inside, open_regular, refuse_link
 from sdbatch.plan.expand import Plan, PlannedPayload
 
 LOCK = ".sdbatch.lock"
@@ -90,6 +92,7 @@ class OutputState:
     lock: filelock.BaseFileLock
     done: Done  # images whose file is on disk as recorded
     torn_lines: int  # unparsable manifest lines skipped (a crash mid-append)
+    unsafe: tuple[str, ...] = ()  # why rows naming a file outside the rule were not trusted
 
     def release(self) -> None:
         with contextlib.suppress(OSError):
@@ -119,6 +122,9 @@ class Todo:
 
 
 def _lock(out_dir: Path) -> filelock.BaseFileLock:
+    # The lock file is opened for writing (and truncated): a link there would be written through.
+    for name in (LOCK, OWNER):
+        refuse_link(out_dir / name)
     lock = filelock.FileLock(out_dir / LOCK, timeout=0)
     try:
         lock.acquire()
@@ -130,30 +136,75 @@ def _lock(out_dir: Path) -> filelock.BaseFileLock:
         raise RunLockedError(f"another sdbatch run (pid {owner}) is writing to {out_dir}") from None
     # The lock itself dies with its process (it is an flock), so a run killed with -9 leaves a
     # stale owner file but never a lock that blocks the next night.
-    (out_dir / OWNER).write_text(f"{os.getpid()}\n")
+    fd = create_new(out_dir / OWNER)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
     return lock
 
 
-def _intact(out_dir: str, row: Mapping[str, Any], verify: bool) -> bool:
-    """The file is there with the recorded content. Size and mtime as recorded stand in for the
-    hash (a 100,000-image dir must resume in seconds); anything else, or --verify, hashes."""
-    path = os.path.join(out_dir, str(row.get("file")))
+def _own_file(path: Path) -> None:
+    """sdbatch's own files in the dir (the manifest, its index) are regular files, not links:
+    a run would append through a link, and a folder there cannot be a manifest."""
     try:
-        st = os.stat(path)
+        refuse_link(path)
+        if path.exists() and not path.is_file():
+            raise UnsafePath(f"{path} is not a regular file")
+    except UnsafePath as exc:
+        raise OutputError(
+            f"{exc}: sdbatch keeps its {path.name} there; move it away or pick another --out"
+        ) from None
+
+
+def sweep(out_dir: Path) -> None:
+    """Remove the temporary files a killed run left (`.NAME.PID.tmp`: half-written images,
+    pages, sheets), in the dir and its folders, one level down; links among them are removed
+    as links and folders are not entered through a link. A folder with such a name is not
+    sdbatch's: it stops the run rather than being deleted. scandir streams: Path.glob lists
+    the whole folder first, which at 10^6 images was 200 MB."""
+    folders = [out_dir]
+    with os.scandir(out_dir) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if is_temporary(entry.name):
+                    raise OutputError(
+                        f"{entry.path} is a folder named like a temporary file of sdbatch; "
+                        "move it away or pick another --out"
+                    )
+                folders.append(Path(entry.path))
+            elif is_temporary(entry.name):
+                os.unlink(entry.path)
+    for folder in folders[1:]:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if is_temporary(entry.name) and not entry.is_dir(follow_symlinks=False):
+                    os.unlink(entry.path)
+
+
+def _intact(out_dir: Path, row: Mapping[str, Any], verify: bool) -> bool:
+    """The file is there with the recorded content. Size and mtime as recorded stand in for the
+    hash (a 100,000-image dir must resume in seconds); anything else, or --verify, hashes.
+    Raises UnsafePath for a row naming a file the rule of `safepath` refuses (outside the dir,
+    a link, a FIFO or device): never opened, so never read or waited on."""
+    path = inside(out_dir, row.get("file"))
+    try:
+        st = os.lstat(path)
     except OSError:
         return False
     if not verify and st.st_size == row.get("size") and st.st_mtime_ns == row.get("mtime_ns"):
         return True
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+    try:
+        with os.fdopen(open_regular(path), "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return False
     return digest.hexdigest() == row.get("sha256")
 
 
 def _read_manifest(
     out_dir: Path, job_name: str, *, strict: bool, verify: bool, plan: str | None
-) -> tuple[Done, int]:
+) -> tuple[Done, int, tuple[str, ...]]:
     """One pass over the manifest: each kept row's file is checked as it is read, and only what
     resuming needs of it is kept: its plan position or payload, and which image it is.
     A line cut short by a crash is dropped from the file itself, so the next append starts on
@@ -163,9 +214,11 @@ def _read_manifest(
     by_payload: dict[int, int] = {}
     ids: set[str] = set()
     count = torn = 0
+    unsafe: list[str] = []
+    _own_file(path)
+    _own_file(out_dir / INDEX)
     if not path.exists():
-        return Done(), 0
-    where = str(out_dir)
+        return Done(), 0, ()
 
     def keep(row: dict[str, Any]) -> None:
         nonlocal count
@@ -174,7 +227,11 @@ def _read_manifest(
         status = row.get("status")
         if not (status == "ok" or (status == "mismatch" and not strict)):
             return
-        if not _intact(where, row, verify):
+        try:
+            if not _intact(out_dir, row, verify):
+                return
+        except UnsafePath as exc:
+            unsafe.append(f"image {row.get('id')}: {exc}")
             return
         count += 1
         index, image, payload_id = (
@@ -228,7 +285,7 @@ def _read_manifest(
             fh.seek(size - 1)
             if fh.read(1) != b"\n":
                 fh.truncate(last_line)  # the torn last line, counted above
-    return Done(by_index, by_payload, frozenset(ids), count), torn
+    return Done(by_index, by_payload, frozenset(ids), count), torn, tuple(unsafe)
 
 
 def _check_job(path: Path, job_name: str) -> None:
@@ -284,26 +341,29 @@ def open_output(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock(out_dir)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    except (OSError, UnsafePath) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise OutputError(f"cannot write to {out_dir}: {reason}") from exc
     try:
-        # Half-written images of a killed run. scandir streams: Path.glob lists the whole
-        # folder first, which at 10^6 images was 200 MB.
-        with os.scandir(out_dir) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                    os.unlink(entry.path)
+        try:
+            sweep(out_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot clean {out_dir}: {exc.strerror or exc}") from exc
         # Reading builds 100,000s of small objects and no cycles; the cyclic collector would
         # only rescan them over and over (it doubled the time), so it pauses meanwhile.
         gc.disable()
         try:
-            done, torn = _read_manifest(out_dir, job_name, strict=strict, verify=verify, plan=plan)
+            done, torn, unsafe = _read_manifest(
+                out_dir, job_name, strict=strict, verify=verify, plan=plan
+            )
+        except OSError as exc:
+            raise OutputError(f"cannot read {out_dir / MANIFEST}: {exc.strerror or exc}") from exc
         finally:
             gc.enable()
     except BaseException:
         lock.release()
         raise
-    return OutputState(out_dir, lock, done, torn)
+    return OutputState(out_dir, lock, done, torn, unsafe)
 
 
 def todo(plan: Plan, done: Done) -> Todo:
