@@ -112,9 +112,13 @@ def fill_dir_template(template: str, values: dict[str, str], source: str) -> str
         if field is None:
             continue
         if field not in DIR_FIELDS or spec or conversion:
-            shown = "{" + field + (f"!{conversion}" if conversion else "") + (
-                f":{spec}" if spec else ""
-            ) + "}"
+            shown = (
+                "{"
+                + field
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
             hint = did_you_mean(field, DIR_FIELDS)
             raise UsageError(
                 f"{source} {template!r}: {shown} is not a field it can use{hint}; "

@@ -167,7 +167,7 @@ def _words(row: Mapping[str, Any]) -> str:
     the backend put it in words, its note."""
     parts = []
     mismatch = row.get("mismatch")
-    for key, diff in (mismatch.items() if isinstance(mismatch, Mapping) else ()):
+    for key, diff in mismatch.items() if isinstance(mismatch, Mapping) else ():
         if isinstance(diff, list) and len(diff) > 2:
             parts.append(str(diff[2]))
         elif isinstance(diff, list) and len(diff) == 2:
