@@ -374,12 +374,21 @@ def _open_log(args: argparse.Namespace, err: TextIO) -> tuple[TextIO, LogFile]:
         stream = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 (an ExitStack closes it)
     except OSError as exc:
         raise OutputError(f"cannot open log file {args.log_file}: {exc.strerror}") from exc
+    try:
+        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        stream.write(f"{stamp} sdbatch {__version__}: {' '.join(args.argv)}\n")
+        stream.flush()
+    except OSError as exc:
+        _close_quietly(stream)
+        raise OutputError(f"cannot write log file {args.log_file}: {exc.strerror}") from exc
     log = LogFile(stream, err)
-    log.write_line(f"sdbatch {__version__}: {args.command} {getattr(args, 'job', '')}".rstrip())
-    if log.failed is not None:
-        stream.close()
-        raise OutputError(f"cannot write log file {args.log_file}: {log.failed.strerror}")
     return stream, log
+
+
+def _close_quietly(stream: TextIO) -> None:
+    # What a full log could not take is still buffered; closing would try once more and raise.
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 class _ToConsole(logging.Handler):
@@ -428,7 +437,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         try:
             if getattr(args, "log_file", None):
                 stream, log = _open_log(args, console.err)
-                stack.callback(stream.close)
+                stack.callback(_close_quietly, stream)
                 console = dataclasses.replace(console, log=log)
             _route_logging(console)
             return int(args.func(args, console))

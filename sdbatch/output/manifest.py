@@ -86,6 +86,11 @@ def _int(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+# (manifest, row id) already warned about: a command reads a manifest more than once (a sheet
+# checks its fields, then draws), and says each row once.
+_WARNED: set[tuple[str, str]] = set()
+
+
 class _Rejected:
     """Rows of one reading whose file the rule of `safepath` refuses; warned about, briefly."""
 
@@ -94,11 +99,15 @@ class _Rejected:
         self.count = 0
 
     def __call__(self, row: Mapping[str, Any], reason: str) -> None:
+        key = (str(self.path), str(row.get("id")))
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
         self.count += 1
         if self.count <= WARN_ROWS:
-            _log.warning("%s: row %s ignored: %s", self.path, row.get("id"), reason)
+            _log.warning("%s: row %s not shown, nor its file opened: %s", *key, reason)
         elif self.count == WARN_ROWS + 1:
-            _log.warning("%s: more rows naming unsafe files ignored", self.path)
+            _log.warning("%s: more rows naming files outside the rule not shown", self.path)
 
 
 def _record(
