@@ -79,15 +79,6 @@ def test_a_finished_run_names_its_gallery_as_a_link_and_its_sheets_manifest_and_
     assert "resumes" not in err  # nothing left to do
 
 
-def test_quiet_keeps_only_the_summary_line(
-    webui: MockWebui, run_cli: RunCli, tmp_path: Path
-) -> None:
-    job = write_job(tmp_path, webui.url, ["a"], [1, 2])
-    err = run_cli("run", str(job), "--out", str(tmp_path / "out"), "--quiet").err
-    assert err.count("\n") == 1 and "2 images saved" in err
-    assert "gallery: file://" not in err
-
-
 # --- After a failed or stopped run: the command that resumes it ---------------------------------
 
 
