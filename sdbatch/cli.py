@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shlex
 import string
 import sys
@@ -203,11 +204,25 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 def _same_command(args: argparse.Namespace) -> str:
     """The command that resumes this run: as typed, but for `--fresh` (which would start yet
-    another dir) and with the dir spelled out (a `{time}` in it would name a new one)."""
+    another dir), with the dir spelled out (a `{time}` in it would name a new one), and
+    without credentials: `--api-auth` is never printed, nor a password in a URL (which the
+    backend refuses anyway)."""
     words = [w for w in args.argv if w != "--fresh"]
     if args.fresh or "{" in (args.out or "{"):
         words = [*_without_option(words, "--out"), "--out", args.resolved_out]
-    return shlex.join(["sdbatch", *words])
+    secret = "--api-auth" in words or any(w.startswith("--api-auth=") for w in words)
+    words = _without_option(words, "--api-auth")
+    for n, word in enumerate(words):
+        bare = _without_password(word)
+        secret = secret or bare != word
+        words[n] = bare
+    note = " (with your credentials, which are not shown)" if secret else ""
+    return shlex.join(["sdbatch", *words]) + note
+
+
+def _without_password(word: str) -> str:
+    """`word`, with the password of a URL in it (`http://user:PASS@host`) taken out."""
+    return re.sub(r"(?<=://)([^/@:\s]*):[^/@\s]*@", r"\1@", word)
 
 
 def _without_option(words: list[str], option: str) -> list[str]:
@@ -376,7 +391,8 @@ def _open_log(args: argparse.Namespace, err: TextIO) -> tuple[TextIO, LogFile]:
         raise OutputError(f"cannot open log file {args.log_file}: {exc.strerror}") from exc
     try:
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        stream.write(f"{stamp} sdbatch {__version__}: {' '.join(args.argv)}\n")
+        # The command and its job, not the whole line: that may hold --api-auth.
+        stream.write(f"{stamp} sdbatch {__version__}: {args.command} {args.job}\n")
         stream.flush()
     except OSError as exc:
         _close_quietly(stream)

@@ -112,7 +112,9 @@ class Progress:
             words = _words(row)
             if words not in self._told:  # once per kind of difference: not once per image
                 self._told.add(words)
-                self._say(f"the webui made {row['file']} otherwise than asked: {words}", "warning")
+                self._say(
+                    f"the webui did not make what was asked for {row['file']}: {words}", "warning"
+                )
         if self._bar is not None:
             self._bar.update(1)
             return

@@ -114,6 +114,21 @@ def test_fresh_is_not_in_the_resume_command(
     assert "1 done, 1 to do" in run_cli(*argv).err
 
 
+def test_the_resume_command_and_the_log_never_show_credentials(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    log = tmp_path / "run.log"
+    with MockWebui(auth=("user", "s3cret")) as webui:
+        job = write_job(tmp_path, webui.url, ["a"], [1, 2])
+        webui.inject(fail_next=1, fail_status=422)
+        args = ("--api-auth", "user:s3cret", "--log-file", str(log))
+        first = run_cli("run", str(job), "--out", str(tmp_path / "out"), *args, expect=1)
+    line = [x for x in first.err.splitlines() if "resumes" in x]
+    assert line and "s3cret" not in line[0] and "--api-auth" not in line[0]
+    assert "credentials, which are not shown" in line[0]
+    assert "s3cret" not in log.read_text()
+
+
 def test_ctrl_c_is_not_called_an_error_and_the_printed_command_resumes_the_run(
     tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
