@@ -16,13 +16,10 @@ import datetime as dt
 import json
 import logging
 import os
-import re
-import shlex
-import string
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from sdbatch import __version__
 from sdbatch.backends.auth import AUTH_ENV, parse_auth
@@ -32,16 +29,15 @@ from sdbatch.errors import (
     OutputError,
     Problem,
     SdbatchError,
-    UsageError,
-    did_you_mean,
 )
+from sdbatch.output.outdir import fill_dir_template, real_dir
 
 if TYPE_CHECKING:
     from sdbatch.backends.base import Connection
     from sdbatch.job.loader import Job
     from sdbatch.output.writer import RunInfo
     from sdbatch.plan.expand import Plan
-    from sdbatch.run.progress import Console, LogFile
+    from sdbatch.run.progress import Console
 
 Command = Callable[[argparse.Namespace, "Console"], int]
 MOCK_WEBUI = "mock-webui"
@@ -94,47 +90,6 @@ def _plan(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
-# The names an output dir template may use: plain names, nothing evaluated (no `{name.attr}`,
-# no `{name[0]}`, no `!r`), so a template cannot reach into Python objects.
-DIR_FIELDS = ("name", "date", "time")
-
-
-def fill_dir_template(template: str, values: dict[str, str], source: str) -> str:
-    """`template` with `{name}`, `{date}`, `{time}` filled; UsageError (exit 2) for anything
-    else, naming `source` (`--out` or the job file's `output.dir`). A filled-in value is one
-    folder name: a job named `..` or `a/b` cannot move the dir elsewhere."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:  # a lone { or }
-        raise UsageError(f"{source} {template!r}: {exc} (write {{{{ and }}}} for braces)") from None
-    text = []
-    for literal, field, spec, conversion in parsed:
-        text.append(literal)
-        if field is None:
-            continue
-        if field not in DIR_FIELDS or spec or conversion:
-            shown = (
-                "{"
-                + field
-                + (f"!{conversion}" if conversion else "")
-                + (f":{spec}" if spec else "")
-                + "}"
-            )
-            hint = did_you_mean(field, DIR_FIELDS)
-            raise UsageError(
-                f"{source} {template!r}: {shown} is not a field it can use{hint}; "
-                f"use {', '.join('{' + f + '}' for f in DIR_FIELDS)}"
-            )
-        value = values[field]
-        if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
-            raise UsageError(
-                f"{source} {template!r}: {{{field}}} is {value!r}, which cannot name a folder; "
-                "set `name:` in the job"
-            )
-        text.append(value)
-    return "".join(text)
-
-
 def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path, RunInfo]:
     from sdbatch.output.writer import RunInfo
 
@@ -144,13 +99,7 @@ def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path,
     template = override if override is not None else job.output.dir
     source = "--out" if override is not None else "output.dir"
     values = {"name": run.name, "date": run.date, "time": run.time}
-    return _real(Path(fill_dir_template(template, values, source))), run
-
-
-def _real(out_dir: Path) -> Path:
-    """The output dir with every link on its way resolved, once: the dir may live behind a
-    link the user made, but below it sdbatch follows none (`output.safepath`)."""
-    return Path(os.path.realpath(out_dir))
+    return real_dir(Path(fill_dir_template(template, values, source))), run
 
 
 def _job_for_run(args: argparse.Namespace) -> Job:
@@ -176,6 +125,7 @@ def _connect(job: Job, args: argparse.Namespace, *, preflight: bool) -> Connecti
 def _run(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.output.resume import fresh_dir
     from sdbatch.plan.expand import build_plan
+    from sdbatch.run.report import resume_command
     from sdbatch.run.runner import run_job
 
     job = _job_for_run(args)
@@ -183,7 +133,6 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     out_dir, run = _output_dir(job, args.out, dt.datetime.now())
     if args.fresh:
         out_dir = fresh_dir(out_dir)
-    args.resolved_out = str(out_dir)
     run = dataclasses.replace(run, rng_seed=plan.rng_seed)
     console.info(f"{_describe(plan)}, writing to {out_dir}")
     connection = _connect(job, args, preflight=not args.no_preflight)
@@ -197,45 +146,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         run_info=run,
         verify=args.verify,
         strict=args.strict,
-        command=_same_command(args),
+        command=resume_command(
+            args.argv, fresh=args.fresh, out=args.out, resolved_out=str(out_dir)
+        ),
     )
     return result.exit_code
-
-
-def _same_command(args: argparse.Namespace) -> str:
-    """The command that resumes this run: as typed, but for `--fresh` (which would start yet
-    another dir), with the dir spelled out (a `{time}` in it would name a new one), and
-    without credentials: `--api-auth` is never printed, nor a password in a URL (which the
-    backend refuses anyway)."""
-    words = [w for w in args.argv if w != "--fresh"]
-    if args.fresh or "{" in (args.out or "{"):
-        words = [*_without_option(words, "--out"), "--out", args.resolved_out]
-    secret = "--api-auth" in words or any(w.startswith("--api-auth=") for w in words)
-    words = _without_option(words, "--api-auth")
-    for n, word in enumerate(words):
-        bare = _without_password(word)
-        secret = secret or bare != word
-        words[n] = bare
-    note = " (with your credentials, which are not shown)" if secret else ""
-    return shlex.join(["sdbatch", *words]) + note
-
-
-def _without_password(word: str) -> str:
-    """`word`, with the password of a URL in it (`http://user:PASS@host`) taken out."""
-    return re.sub(r"(?<=://)([^/@:\s]*):[^/@\s]*@", r"\1@", word)
-
-
-def _without_option(words: list[str], option: str) -> list[str]:
-    kept: list[str] = []
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-        elif word == option:
-            skip = True
-        elif not word.startswith(option + "="):
-            kept.append(word)
-    return kept
 
 
 def _check(args: argparse.Namespace, console: Console) -> int:
@@ -248,7 +163,7 @@ def _check(args: argparse.Namespace, console: Console) -> int:
 def _sheet(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.pictures.sheet import sheet_command
 
-    out_dir = _real(Path(args.out_dir))
+    out_dir = real_dir(Path(args.out_dir))
     with _writing(out_dir):
         paths = sheet_command(out_dir, args.x, args.y, args.z)
     for path in paths:
@@ -271,7 +186,7 @@ def _gallery(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.pictures.gallery import build_gallery
 
     # read_records, under build_gallery, says so when the dir holds no manifest.
-    out_dir = _real(Path(args.out_dir))
+    out_dir = real_dir(Path(args.out_dir))
     with _writing(out_dir):
         page = build_gallery(out_dir)
     print(page, file=console.out)
@@ -380,33 +295,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return mock.parse_args(rest, namespace=args)
 
 
-def _open_log(args: argparse.Namespace, err: TextIO) -> tuple[TextIO, LogFile]:
-    """The log file, opened to append, with a first line written and flushed: a log that
-    cannot take it (a bad path, /dev/full) stops the run here, before anything is sent."""
-    from sdbatch.run.progress import LogFile
-
-    try:
-        stream = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115 (an ExitStack closes it)
-    except OSError as exc:
-        raise OutputError(f"cannot open log file {args.log_file}: {exc.strerror}") from exc
-    try:
-        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        # The command and its job, not the whole line: that may hold --api-auth.
-        stream.write(f"{stamp} sdbatch {__version__}: {args.command} {args.job}\n")
-        stream.flush()
-    except OSError as exc:
-        _close_quietly(stream)
-        raise OutputError(f"cannot write log file {args.log_file}: {exc.strerror}") from exc
-    log = LogFile(stream, err)
-    return stream, log
-
-
-def _close_quietly(stream: TextIO) -> None:
-    # What a full log could not take is still buffered; closing would try once more and raise.
-    with contextlib.suppress(OSError):
-        stream.close()
-
-
 class _ToConsole(logging.Handler):
     """The "sdbatch" logger's records as console lines, so a failing log file is handled in
     one place (`LogFile`) and never raises into a request or writer thread."""
@@ -452,8 +340,10 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         # The log stays open until the error, if any, is reported: into it too.
         try:
             if getattr(args, "log_file", None):
-                stream, log = _open_log(args, console.err)
-                stack.callback(_close_quietly, stream)
+                from sdbatch.run.progress import LogFile
+
+                header = f"sdbatch {__version__}: {args.command} {args.job}"
+                log = stack.enter_context(LogFile.open(args.log_file, header, console.err))
                 console = dataclasses.replace(console, log=log)
             _route_logging(console)
             return int(args.func(args, console))

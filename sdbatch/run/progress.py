@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from sdbatch.errors import OutputError
 
 # Without a terminal (cron, a pipe) a line per image is enough for small runs; for big fast ones
 # we print at most one line per this many seconds, plus the last one.
@@ -22,6 +25,35 @@ class LogFile:
         self.stream = stream
         self.err = err
         self.failed: OSError | None = None
+
+    @classmethod
+    def open(cls, path: str, header: str, err: TextIO) -> LogFile:
+        """The log at `path`, opened to append, its first line (`header`) written and flushed:
+        a log that cannot take it (a bad path, /dev/full) is an OutputError here, before
+        anything is sent. Use it as a context manager: it closes the file."""
+        try:
+            stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by __exit__)
+        except OSError as exc:
+            raise OutputError(f"cannot open log file {path}: {exc.strerror}") from exc
+        log = cls(stream, err)
+        try:
+            stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {header}\n")
+            stream.flush()
+        except OSError as exc:
+            log.close()
+            raise OutputError(f"cannot write log file {path}: {exc.strerror}") from exc
+        return log
+
+    def close(self) -> None:
+        # What a full log could not take is still buffered; closing would try once more.
+        with contextlib.suppress(OSError):
+            self.stream.close()
+
+    def __enter__(self) -> LogFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def write_line(self, message: str) -> None:
         if self.failed is not None:

@@ -2,12 +2,16 @@
 
 Entry point: `closing_lines(result, pictures, command) -> [(kind, line)]`, printed by the runner
 after summary.json is written: the tally, the gallery as a file:// link, the sheets, manifest and
-summary; after a failed, stopped or partial run, that the same command resumes, and that command.
+summary; after a failed, stopped or partial run, that the same command resumes, and that command
+(`resume_command`, from the command line as typed).
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,3 +132,35 @@ def closing_lines(
             ("summary", f"{left} image(s) not made ({why}); the same command resumes: {command}")
         )
     return lines
+
+
+def resume_command(argv: Sequence[str], *, fresh: bool, out: str | None, resolved_out: str) -> str:
+    """The command that resumes a run started with `sdbatch ARGV`: as typed, but for `--fresh`
+    (which would start yet another dir), with the dir spelled out when it came from a
+    template (a `{time}` in it would name a new one), and without credentials: `--api-auth`
+    is never printed, nor a password in a URL (which the backend refuses anyway)."""
+    words = [w for w in argv if w != "--fresh"]
+    if fresh or "{" in (out or "{"):  # no --out: the job's output.dir, a template
+        words = [*_without_option(words, "--out"), "--out", resolved_out]
+    secret = "--api-auth" in words or any(w.startswith("--api-auth=") for w in words)
+    words = _without_option(words, "--api-auth")
+    for n, word in enumerate(words):
+        bare = re.sub(r"(?<=://)([^/@:\s]*):[^/@\s]*@", r"\1@", word)
+        secret = secret or bare != word
+        words[n] = bare
+    note = " (with your credentials, which are not shown)" if secret else ""
+    return shlex.join(["sdbatch", *words]) + note
+
+
+def _without_option(words: list[str], option: str) -> list[str]:
+    """`words` without `option VALUE` and `option=VALUE`."""
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = True
+        elif not word.startswith(option + "="):
+            kept.append(word)
+    return kept
