@@ -27,6 +27,10 @@ from sdbatch.output.manifest import MANIFEST, iter_rows
 from sdbatch.output.safepath import UnsafePath, create_new, inside, open_regular, refuse_link
 from sdbatch.plan.expand import Plan, PlannedPayload
 
+# A row's image index beyond this is no image of any plan (a batch is at most a few hundred):
+# each is a bit in a mask, and a row edited to say 10^12 must not make a resume allocate it.
+MAX_IMAGES = 1 << 16
+MAX_PAYLOADS = 1 << 40  # the same for plan positions, when the caller gives no plan count
 LOCK = ".sdbatch.lock"
 OWNER = ".sdbatch.owner"  # the pid of the run holding the lock, for the message of the next one
 
@@ -203,7 +207,13 @@ def _intact(out_dir: Path, row: Mapping[str, Any], verify: bool) -> bool:
 
 
 def _read_manifest(
-    out_dir: Path, job_name: str, *, strict: bool, verify: bool, plan: str | None
+    out_dir: Path,
+    job_name: str,
+    *,
+    strict: bool,
+    verify: bool,
+    plan: str | None,
+    payloads: int,
 ) -> tuple[Done, int, tuple[str, ...]]:
     """One pass over the manifest: each kept row's file is checked as it is read, and only what
     resuming needs of it is kept: its plan position or payload, and which image it is.
@@ -241,8 +251,11 @@ def _read_manifest(
         )
         if not isinstance(image, int) or not isinstance(payload_id, str):
             ids.add(str(row.get("id")))
+        elif not 0 <= image < MAX_IMAGES or len(payload_id) > 64:
+            return  # no image of any plan: a row edited to make a resume allocate without end
         elif plan is not None and row.get("plan") == plan and isinstance(index, int):
-            by_index.add(index, image)
+            if 0 <= index < payloads:
+                by_index.add(index, image)
         else:
             try:
                 key = int(payload_id, 16)
@@ -335,9 +348,11 @@ def open_output(
     verify: bool = False,
     strict: bool = False,
     plan: str | None = None,
+    payloads: int = MAX_PAYLOADS,
 ) -> OutputState:
     """Claim `out_dir` for this run and read what is done in it. `plan` is this run's plan
-    fingerprint (`Plan.fingerprint`): rows written under it are matched by position."""
+    fingerprint (`Plan.fingerprint`): rows written under it are matched by position, up to
+    `payloads` (the plan's count; a row claiming a later position is no row of this plan)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock(out_dir)
@@ -354,7 +369,7 @@ def open_output(
         gc.disable()
         try:
             done, torn, unsafe = _read_manifest(
-                out_dir, job_name, strict=strict, verify=verify, plan=plan
+                out_dir, job_name, strict=strict, verify=verify, plan=plan, payloads=payloads
             )
         except OSError as exc:
             raise OutputError(f"cannot read {out_dir / MANIFEST}: {exc.strerror or exc}") from exc

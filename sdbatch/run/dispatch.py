@@ -315,11 +315,11 @@ def _interrupt_until_idle(
     idle = not any(worker.busy() for worker in workers)
     seconds = clock() - start
     if left:
-        console.error(
+        console.warning(
             f"{left} request(s) of this run were still at the webui after {seconds:.0f} s of "
             "interrupting; they will run to their end there"
         )
-    else:
+    else:  # what the user asked for: no error
         state = "is idle" if idle else "still runs a job of another client"
-        console.error(f"interrupted the webui ({interrupts}x in {seconds:.1f} s): it {state}")
+        console.notice(f"interrupted the webui ({interrupts}x in {seconds:.1f} s): it {state}")
     return HardStop(interrupts, seconds, left, idle)

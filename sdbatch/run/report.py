@@ -124,6 +124,8 @@ def closing_lines(
             )
         )
     left = result.planned_images - result.skipped - result.saved
+    if result.strict:  # a mismatch counts as not made: the rerun retries it
+        left += len(result.mismatched)
     if command is not None and (result.exit_code != ExitCode.OK or left > 0):
         why = "stopped" if result.signal is not None or result.error is not None else "unfinished"
         if result.failed and result.error is None and result.signal is None:

@@ -243,7 +243,14 @@ def run_job(
 
     Raises the error that aborted the run, if any, after the summary is written.
     """
-    state = open_output(out_dir, plan.job.name, verify=verify, strict=strict, plan=plan.fingerprint)
+    state = open_output(
+        out_dir,
+        plan.job.name,
+        verify=verify,
+        strict=strict,
+        plan=plan.fingerprint,
+        payloads=plan.payload_count,
+    )
     try:
         left = todo(plan, state.done)
         if plan.pictures:

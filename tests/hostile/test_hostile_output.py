@@ -185,6 +185,26 @@ def test_resume_never_trusts_or_opens_a_row_pointing_outside_at_a_link_or_a_fifo
         assert not (out / latest[ident]["file"]).is_symlink()
 
 
+@pytest.mark.parametrize("field", ["payload_index", "image_index"])
+def test_a_row_claiming_a_huge_position_is_not_trusted_nor_allocated(
+    tmp_path: Path, field: str
+) -> None:
+    with MockWebui(seed=3) as webui:
+        job = write_job(tmp_path, webui.url, ["a lighthouse"], [1, 2, 3])
+        out = tmp_path / "out"
+        assert run_sub("run", str(job), "--out", str(out), "--quiet").returncode == 0
+        rows = rows_of(out)
+        rows[0][field] = 10**12  # its plan fingerprint still matches
+        (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (out / "manifest.idx").unlink()
+        made = len(webui.generated)
+        result = run_sub("run", str(job), "--out", str(out))
+        clean(result.stderr)
+        assert result.returncode == 0, result.stderr
+        assert "2 done, 1 to do" in result.stderr
+        assert len(webui.generated) == made + 1
+
+
 def test_gallery_and_sheets_never_show_or_open_a_tampered_row(
     webui: MockWebui, tmp_path: Path, outside: Path
 ) -> None:
