@@ -127,8 +127,12 @@ def closing_lines(
     if result.strict:  # a mismatch counts as not made: the rerun retries it
         left += len(result.mismatched)
     if command is not None and (result.exit_code != ExitCode.OK or left > 0):
-        why = "stopped" if result.signal is not None or result.error is not None else "unfinished"
-        if result.failed and result.error is None and result.signal is None:
+        why = "unfinished"
+        if result.signal is not None:
+            why = "stopped"
+        elif result.error is not None:
+            why = "aborted, see below"
+        elif result.failed:
             why = "failed payloads"
         lines.append(
             ("summary", f"{left} image(s) not made ({why}); the same command resumes: {command}")
