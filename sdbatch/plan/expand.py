@@ -183,16 +183,31 @@ class Plan:
         )
         return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
+    @functools.cached_property
+    def _may_repeat(self) -> bool:
+        """Whether two payloads of this plan can be the same. Not for one plain prompt whose
+        fields no `extra_fields` entry overrides: its cells differ in their axis values, which
+        the loader keeps distinct, and its seeds are distinct. Then nothing is tracked, and a
+        10^6-cell grid holds no key per cell (~110 MB)."""
+        job = self.job
+        if len(job.prompts) != 1 or len(self.pictures) > 1:
+            return True
+        axes = {name for name, _ in (*job.grid, *job.zip)}
+        plain = job_templates(job, job.prompts[0]).is_plain
+        return not plain or bool(axes & set(job.extra_fields))
+
     def __iter__(self) -> Iterator[PlannedPayload]:
         job, axes = self.job, job_axes(self.job)
         first_image, index = 0, 0
-        repeats, repeat = _Repeats(self._told), 0
+        repeats = _Repeats(self._told) if self._may_repeat else None
+        repeat = 0
         for costly in itertools.product(*(a.rows for a in axes.costly)):
             for picture in self.pictures or (None,):
                 for prompt_index, prompt in enumerate(job.prompts):
                     payloads = self._prompt_payloads(prompt, axes, costly, picture)
                     for cell, payload, template, values, key, starts in payloads:
-                        repeat = repeats.count(key, index, prompt_index) if starts else repeat
+                        if repeats is not None and starts:
+                            repeat = repeats.count(key, index, prompt_index)
                         item = PlannedPayload(
                             index,
                             first_image,
@@ -245,7 +260,10 @@ class Plan:
                     stamp = picture.stamp if picture is not None else None
                     # The seeds of one cell are distinct (the loader sees to it), so two payloads
                     # are the same only if their cells hold the same: one key per cell.
-                    content = _content_key([base, rendered, axis_cell, job.extra_fields, stamp])
+                    content = 0
+                    if self._may_repeat:
+                        cell_content = [base, rendered, axis_cell, job.extra_fields, stamp]
+                        content = _content_key(cell_content)
                     for n, seed in enumerate(self.seeds):
                         picked = choices
                         if picked is None:  # variants: random, drawn per prompt, vars and seed
@@ -275,7 +293,7 @@ class Plan:
                                 payload,
                                 template,
                                 {**values, **chosen},
-                                _content_key(payload),
+                                _content_key(payload) if self._may_repeat else 0,
                                 True,
                             )
                         else:
