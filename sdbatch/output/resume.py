@@ -24,7 +24,14 @@ from sdbatch.errors import OutputError, RunLockedError, UsageError
 from sdbatch.output.atomic import is_temporary
 from sdbatch.output.index import INDEX, IndexAppender, IndexReader, remove_index
 from sdbatch.output.manifest import MANIFEST, iter_rows
-from sdbatch.output.safepath import UnsafePath, create_new, inside, open_regular, refuse_link
+from sdbatch.output.safepath import (
+    UnsafePath,
+    create_new,
+    inside,
+    open_regular,
+    read_regular,
+    refuse_link,
+)
 from sdbatch.plan.expand import Plan, PlannedPayload
 
 # A row's image index beyond this is no image of any plan (a batch is at most a few hundred):
@@ -133,9 +140,9 @@ def _lock(out_dir: Path) -> filelock.BaseFileLock:
     try:
         lock.acquire()
     except filelock.Timeout:
-        try:
-            owner = (out_dir / OWNER).read_text().strip() or "?"
-        except OSError:
+        try:  # a regular file only: a FIFO planted at its name would block the read
+            owner = read_regular(out_dir / OWNER, limit=32).decode().strip() or "?"
+        except (OSError, ValueError):  # UnsafePath and UnicodeDecodeError are ValueErrors
             owner = "?"
         raise RunLockedError(f"another sdbatch run (pid {owner}) is writing to {out_dir}") from None
     # The lock itself dies with its process (it is an flock), so a run killed with -9 leaves a

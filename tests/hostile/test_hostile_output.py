@@ -139,6 +139,27 @@ def test_a_link_at_one_of_sdbatchs_own_files_stops_the_run_before_writing_throug
     assert not webui.generated  # stopped before anything was sent
 
 
+def test_a_fifo_planted_as_the_lock_owner_does_not_hang_the_second_run(tmp_path: Path) -> None:
+    with MockWebui(image_delay=0.3) as webui:
+        job = write_job(tmp_path, webui.url, ["x"], {"start": 1, "count": 40})
+        out = tmp_path / "out"
+        cmd = [sys.executable, "-m", "sdbatch", "run", str(job), "--out", str(out), "--quiet"]
+        holder = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not (out / ".sdbatch.owner").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            (out / ".sdbatch.owner").unlink()
+            os.mkfifo(out / ".sdbatch.owner")
+            result = run_sub("run", str(job), "--out", str(out))
+        finally:
+            holder.kill()
+            holder.wait(timeout=TIMEOUT)
+    assert result.returncode == 3, result.stderr
+    assert "another sdbatch run (pid ?) is writing to" in result.stderr
+    clean(result.stderr)
+
+
 # --- Tampered manifest rows --------------------------------------------------------------------
 
 
