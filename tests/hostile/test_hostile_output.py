@@ -226,6 +226,24 @@ def test_a_row_claiming_a_huge_position_is_not_trusted_nor_allocated(
         assert len(webui.generated) == made + 1
 
 
+def test_a_nesting_bomb_or_odd_types_in_the_manifest_are_rows_skipped_not_tracebacks(
+    webui: MockWebui, run_cli: RunCli, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, webui.url, ["a lighthouse"], [1, 2])
+    out = tmp_path / "out"
+    run_cli("run", str(job), "--out", str(out), "--quiet")
+    rows = rows_of(out)
+    rows[0].update(file=42, id=["not", "a", "string"], image_index="0")
+    lines = [json.dumps(r) + "\n" for r in rows]
+    lines.insert(1, "[" * 100_000 + "]" * 100_000 + "\n")  # json.loads: RecursionError
+    (out / "manifest.jsonl").write_text("".join(lines))
+    (out / "manifest.idx").unlink()
+    rerun = run_cli("run", str(job), "--out", str(out))
+    assert "1 done, 1 to do" in rerun.err
+    gallery = run_cli("gallery", str(out))
+    clean(rerun.err + gallery.err)
+
+
 def test_gallery_and_sheets_never_show_or_open_a_tampered_row(
     webui: MockWebui, tmp_path: Path, outside: Path
 ) -> None:
