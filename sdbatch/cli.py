@@ -17,9 +17,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from sdbatch import __version__
 from sdbatch.backends.auth import AUTH_ENV, parse_auth
@@ -30,6 +30,7 @@ from sdbatch.errors import (
     Problem,
     SdbatchError,
 )
+from sdbatch.output.outdir import fill_dir_template, real_dir
 
 if TYPE_CHECKING:
     from sdbatch.backends.base import Connection
@@ -96,7 +97,9 @@ def _output_dir(job: Job, override: str | None, now: dt.datetime) -> tuple[Path,
     # one dir; a rerun the same day (same {date}) resumes it.
     run = RunInfo(name=job.name, date=now.strftime("%Y-%m-%d"), time=now.strftime("%H%M%S"))
     template = override if override is not None else job.output.dir
-    return Path(template.format(name=run.name, date=run.date, time=run.time)), run
+    source = "--out" if override is not None else "output.dir"
+    values = {"name": run.name, "date": run.date, "time": run.time}
+    return real_dir(Path(fill_dir_template(template, values, source))), run
 
 
 def _job_for_run(args: argparse.Namespace) -> Job:
@@ -122,6 +125,7 @@ def _connect(job: Job, args: argparse.Namespace, *, preflight: bool) -> Connecti
 def _run(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.output.resume import fresh_dir
     from sdbatch.plan.expand import build_plan
+    from sdbatch.run.report import resume_command
     from sdbatch.run.runner import run_job
 
     job = _job_for_run(args)
@@ -142,6 +146,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         run_info=run,
         verify=args.verify,
         strict=args.strict,
+        command=resume_command(
+            args.argv, fresh=args.fresh, out=args.out, resolved_out=str(out_dir)
+        ),
     )
     return result.exit_code
 
@@ -156,16 +163,33 @@ def _check(args: argparse.Namespace, console: Console) -> int:
 def _sheet(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.pictures.sheet import sheet_command
 
-    for path in sheet_command(Path(args.out_dir), args.x, args.y, args.z):
+    out_dir = real_dir(Path(args.out_dir))
+    with _writing(out_dir):
+        paths = sheet_command(out_dir, args.x, args.y, args.z)
+    for path in paths:
         print(path, file=console.out)
     return ExitCode.OK
+
+
+@contextlib.contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """The boundary of a stage that draws into `out_dir`: a file-system failure (read-only,
+    full, a path through a file) is an OutputError with its reason, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from exc
 
 
 def _gallery(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.pictures.gallery import build_gallery
 
     # read_records, under build_gallery, says so when the dir holds no manifest.
-    print(build_gallery(Path(args.out_dir)), file=console.out)
+    out_dir = real_dir(Path(args.out_dir))
+    with _writing(out_dir):
+        page = build_gallery(out_dir)
+    print(page, file=console.out)
     return ExitCode.OK
 
 
@@ -271,60 +295,81 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return mock.parse_args(rest, namespace=args)
 
 
-def _open_log(args: argparse.Namespace) -> TextIO:
-    try:
-        return open(args.log_file, "a", encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot open log file {args.log_file}: {exc.strerror}") from exc
+class _ToConsole(logging.Handler):
+    """The "sdbatch" logger's records as console lines, so a failing log file is handled in
+    one place (`LogFile`) and never raises into a request or writer thread."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.notice(record.getMessage())  # the logger's level stands for --quiet
 
 
 def _route_logging(console: Console) -> None:
-    # Retry notices go through the "sdbatch" logger; each invocation points it at its console.
+    # Retry notices and warnings go through the "sdbatch" logger; each invocation points it at
+    # its console (and through it at --log-file).
     logger = logging.getLogger("sdbatch")
     logger.handlers.clear()
-    handler = logging.StreamHandler(console.err)
-    handler.setFormatter(logging.Formatter("sdbatch: %(message)s"))
-    logger.addHandler(handler)
-    if console.log is not None:
-        to_file = logging.StreamHandler(console.log)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(to_file)
+    logger.addHandler(_ToConsole(console))
     logger.setLevel(logging.ERROR if console.quiet else logging.INFO)
     logger.propagate = False
 
 
+def _traceback_anywhere(argv: list[str]) -> tuple[list[str], bool]:
+    """`--traceback` may stand anywhere (before or after the command): taken out here, so
+    every parser, the stand-in's included, sees the rest as usual."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    wanted = "--traceback" in argv[:cut]
+    return [a for i, a in enumerate(argv) if not (i < cut and a == "--traceback")], wanted
+
+
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """Run one command; return its exit code. The only place errors become exit codes."""
-    args = parse_args(build_parser(), argv)
+    words, traceback = _traceback_anywhere(list(sys.argv[1:] if argv is None else argv))
+    args = parse_args(build_parser(), words)
+    args.traceback = traceback or args.traceback
+    args.argv = words
     if console is None:
         from sdbatch.run.progress import Console
 
         console = Console(sys.stdout, sys.stderr, is_tty=sys.stderr.isatty())
     console = dataclasses.replace(console, quiet=getattr(args, "quiet", False))
-    try:
-        with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        # The log stays open until the error, if any, is reported: into it too.
+        try:
             if getattr(args, "log_file", None):
-                console = dataclasses.replace(console, log=stack.enter_context(_open_log(args)))
+                from sdbatch.run.progress import LogFile
+
+                header = f"sdbatch {__version__}: {args.command} {args.job}"
+                log = stack.enter_context(LogFile.open(args.log_file, header, console.err))
+                console = dataclasses.replace(console, log=log)
             _route_logging(console)
             return int(args.func(args, console))
-    except JobValidationError as exc:
-        if args.traceback:
-            raise
-        console.error(f"invalid job file ({len(exc.problems)} problem(s)):")
-        for problem in exc.problems:
-            print(problem, file=console.err)
-        return ExitCode.INVALID
-    except SdbatchError as exc:
-        if args.traceback:
-            raise
-        console.error(str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        if args.traceback:
-            raise
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        # `sdbatch plan JOB | head`: the reader has all it wanted. Point stdout at /dev/null so
-        # the interpreter's final flush does not complain about the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
+        except JobValidationError as exc:
+            if args.traceback:
+                raise
+            console.error(f"invalid job file ({len(exc.problems)} problem(s)):")
+            for problem in exc.problems:
+                print(problem, file=console.err)
+                if console.log is not None:
+                    console.log.write_line(str(problem))
+            return ExitCode.INVALID
+        except SdbatchError as exc:
+            if args.traceback:
+                raise
+            console.error(str(exc))
+            return exc.exit_code
+        except KeyboardInterrupt:
+            if args.traceback:
+                raise
+            console.notice("interrupted (Ctrl-C)")
+            return ExitCode.INTERRUPTED
+        except BrokenPipeError:
+            # `sdbatch plan JOB | head`: the reader has all it wanted. Point stdout at /dev/null
+            # so the interpreter's final flush does not complain about the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return ExitCode.OK
+        finally:
+            logging.getLogger("sdbatch").handlers.clear()

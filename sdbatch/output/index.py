@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sdbatch.output.manifest import MANIFEST
+from sdbatch.output.safepath import UnsafePath, open_append, open_regular
 
 INDEX = "manifest.idx"
 _HEADER = "#sdbatch-index 1 "
@@ -83,12 +84,13 @@ class IndexAppender:
                 header = _first_line_hash(self.out_dir) if new else None
                 if new and header is None:
                     return  # no complete first row yet
-                self._fh = path.open("a", encoding="utf-8")
+                # Not through a link planted at its name (see safepath).
+                self._fh = os.fdopen(open_append(path), "a", encoding="utf-8")
                 if new:
                     self._fh.write(f"{_HEADER}{header}\n")
             self._fh.write("".join(line for r, a, b in rows if (line := _line(r, a, b))))
             self._fh.flush()
-        except OSError:
+        except (OSError, UnsafePath):
             self._broken = True
 
     def close(self) -> None:
@@ -111,8 +113,8 @@ class IndexReader:
         path = self.out_dir / INDEX
         try:
             size = (self.out_dir / MANIFEST).stat().st_size
-            fh = path.open(encoding="utf-8")
-        except OSError:
+            fh = os.fdopen(open_regular(path), encoding="utf-8", errors="replace")
+        except (OSError, UnsafePath):
             return
         with fh:
             if fh.readline() != f"{_HEADER}{_first_line_hash(self.out_dir)}\n":

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
+import os
+import stat
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sdbatch.errors import UsageError
+from sdbatch.output.safepath import UnsafePath, inside, read_regular
 
 # The writer appends to this file; everything downstream of it (resume, sheets, gallery) reads it.
 MANIFEST = "manifest.jsonl"
@@ -32,6 +36,11 @@ WINDOW = 4096
 
 # What the server says it used: the payload may leave these to the webui's defaults.
 SERVER_FIELDS = ("sampler_name", "scheduler", "sd_model_name", "width", "height")
+# Rows naming an unsafe file are reported by name up to this many times per reading, then
+# counted: a tampered 10^5-row manifest must not bury the run's own messages.
+WARN_ROWS = 3
+
+_log = logging.getLogger("sdbatch")
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,46 @@ def _int(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def _record(row: Mapping[str, Any], line: int) -> Record:
+# (manifest, row id) already warned about: a command reads a manifest more than once (a sheet
+# checks its fields, then draws), and says each row once.
+_WARNED: set[tuple[str, str]] = set()
+
+
+class _Rejected:
+    """Rows of one reading whose file the rule of `safepath` refuses; warned about, briefly."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+
+    def __call__(self, row: Mapping[str, Any], reason: str) -> None:
+        key = (str(self.path), str(row.get("id")))
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+        self.count += 1
+        if self.count <= WARN_ROWS:
+            _log.warning("%s: row %s not shown, nor its file opened: %s", *key, reason)
+        elif self.count == WARN_ROWS + 1:
+            _log.warning("%s: more rows naming files outside the rule not shown", self.path)
+
+
+def _record(
+    row: Mapping[str, Any], line: int, out_dir: Path | None = None, rejected: Any = None
+) -> Record:
+    """A row as a Record. With `out_dir`, an image row whose `file` the rule of `safepath`
+    refuses (outside the dir, absolute, a link, a FIFO or device) becomes a failed record
+    without a file, saying why: no reader ever opens, links to or shows that file."""
+    status = str(row["status"]) if row.get("status") in ("ok", "mismatch") else "failed"
+    file = str(row["file"]) if row.get("file") else None
+    error = str(row["error"]) if row.get("error") else None
+    if out_dir is not None and (status != "failed" or file is not None):
+        try:
+            inside(out_dir, row.get("file"))
+        except UnsafePath as exc:
+            status, file, error = "failed", None, f"not shown: {exc}"
+            if rejected is not None:
+                rejected(row, str(exc))
     payload = row.get("payload")
     payload = payload if isinstance(payload, dict) else {}
     vars_, cell = _mapping(row.get("vars")), _mapping(row.get("cell"))
@@ -94,13 +142,13 @@ def _record(row: Mapping[str, Any], line: int) -> Record:
     return Record(
         id=str(row.get("id")),
         job=str(row["job"]) if row.get("job") else None,
-        status=str(row["status"]) if row.get("status") in ("ok", "mismatch") else "failed",
-        file=str(row["file"]) if row.get("file") else None,
+        status=status,
+        file=file,
         seed=_int(seed) if seed is not None else None,
         payload_id=str(row.get("payload_id", row.get("id"))),
         payload_index=_int(row.get("payload_index")),
         image_index=_int(row.get("image_index")),
-        error=str(row["error"]) if row.get("error") else None,
+        error=error,
         template=template if isinstance(template, str) else None,
         vars=vars_,
         cell=cell,
@@ -129,7 +177,7 @@ def parse_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
     for line_no, line in enumerate(text.splitlines()):
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a nesting bomb is no row either
             row = None
         yield line_no, row if isinstance(row, dict) else None
 
@@ -146,7 +194,7 @@ def iter_rows(path: Path, start: int = 0) -> Iterator[tuple[int, int, dict[str, 
             if raw.endswith(b"\n"):
                 try:
                     row = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):  # a nesting bomb is no row either
                     row = None
             yield line_no, offset, row if isinstance(row, dict) else None
             offset += len(raw)
@@ -154,8 +202,13 @@ def iter_rows(path: Path, start: int = 0) -> Iterator[tuple[int, int, dict[str, 
 
 def _open_manifest(out_dir: Path) -> Path:
     path = out_dir / MANIFEST
-    if not path.is_file():
-        raise UsageError(f"{out_dir} has no {MANIFEST}: not an sdbatch output dir")
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        raise UsageError(f"{out_dir} has no {MANIFEST}: not an sdbatch output dir") from None
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise UsageError(f"{path} is {kind}: sdbatch reads only its own manifest")
     return path
 
 
@@ -273,6 +326,7 @@ class InForce:
 
     def __iter__(self) -> Iterator[Record]:
         order = self._order()
+        rejected = _Rejected(self.path)
         try:
             with self.path.open("rb") as fh:
                 for line in order:
@@ -281,7 +335,7 @@ class InForce:
                     ident, payload = _hashes(row)
                     if self._last.get(ident, line) != line:
                         continue  # a later row of the same id supersedes this one
-                    record = _record(row, line)
+                    record = _record(row, line, self.path.parent, rejected)
                     if not record.ok and self._made_after.get(payload, -1) > line:
                         continue
                     yield record
@@ -304,8 +358,8 @@ def read_records(out_dir: Path) -> list[Record]:
 def planned_axes(out_dir: Path) -> dict[str, list[Any]]:
     """Each planned axis's values in plan order, from plan.json; {} when there is none."""
     try:
-        data = json.loads((out_dir / PLANNED).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_regular(out_dir / PLANNED))
+    except (OSError, ValueError, RecursionError):  # UnsafePath is a ValueError
         return {}
     axes = data.get("axes") if isinstance(data, dict) else None
     if not isinstance(axes, dict):

@@ -21,10 +21,25 @@ from typing import Any
 import filelock
 
 from sdbatch.errors import OutputError, RunLockedError, UsageError
-from sdbatch.output.index import IndexAppender, IndexReader, remove_index
+from sdbatch.output.atomic import is_temporary
+from sdbatch.output.index import INDEX, IndexAppender, IndexReader, remove_index
 from sdbatch.output.manifest import MANIFEST, iter_rows
+from sdbatch.output.safepath import (
+    UnsafePath,
+    check_name,
+    create_new,
+    inside,
+    lstat_at,
+    open_regular,
+    read_regular,
+    refuse_link,
+)
 from sdbatch.plan.expand import Plan, PlannedPayload
 
+# A row's image index beyond this is no image of any plan (a batch is at most a few hundred):
+# each is a bit in a mask, and a row edited to say 10^12 must not make a resume allocate it.
+MAX_IMAGES = 1 << 16
+MAX_PAYLOADS = 1 << 40  # the same for plan positions, when the caller gives no plan count
 LOCK = ".sdbatch.lock"
 OWNER = ".sdbatch.owner"  # the pid of the run holding the lock, for the message of the next one
 
@@ -101,6 +116,7 @@ class OutputState:
     lock: filelock.BaseFileLock
     done: Done  # images whose file is on disk as recorded
     torn_lines: int  # unparsable manifest lines skipped (a crash mid-append)
+    unsafe: tuple[str, ...] = ()  # why rows naming a file outside the rule were not trusted
 
     def release(self) -> None:
         with contextlib.suppress(OSError):
@@ -135,63 +151,138 @@ class Todo:
 
 
 def _lock(out_dir: Path) -> filelock.BaseFileLock:
+    # The lock file is opened for writing (and truncated): a link there would be written through.
+    for name in (LOCK, OWNER):
+        refuse_link(out_dir / name)
     lock = filelock.FileLock(out_dir / LOCK, timeout=0)
     try:
         lock.acquire()
     except filelock.Timeout:
-        try:
-            owner = (out_dir / OWNER).read_text().strip() or "?"
-        except OSError:
+        try:  # a regular file only: a FIFO planted at its name would block the read
+            owner = read_regular(out_dir / OWNER, limit=32).decode().strip() or "?"
+        except (OSError, ValueError):  # UnsafePath and UnicodeDecodeError are ValueErrors
             owner = "?"
         raise RunLockedError(f"another sdbatch run (pid {owner}) is writing to {out_dir}") from None
     # The lock itself dies with its process (it is an flock), so a run killed with -9 leaves a
     # stale owner file but never a lock that blocks the next night.
-    (out_dir / OWNER).write_text(f"{os.getpid()}\n")
+    fd = create_new(out_dir / OWNER)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
     return lock
 
 
-def _intact(out_fd: int, row: Mapping[str, Any], verify: bool) -> bool:
+def _own_file(path: Path) -> None:
+    """sdbatch's own files in the dir (the manifest, its index) are regular files, not links:
+    a run would append through a link, and a folder there cannot be a manifest."""
+    try:
+        refuse_link(path)
+        if path.exists() and not path.is_file():
+            raise UnsafePath(f"{path} is not a regular file")
+    except UnsafePath as exc:
+        raise OutputError(
+            f"{exc}: sdbatch keeps its {path.name} there; move it away or pick another --out"
+        ) from None
+
+
+def sweep(out_dir: Path) -> None:
+    """Remove the temporary files a killed run left (`.NAME.PID.tmp`: half-written images,
+    pages, sheets), in the dir and its folders, one level down; links among them are removed
+    as links and folders are not entered through a link. A folder with such a name is not
+    sdbatch's: it stops the run rather than being deleted. scandir streams: Path.glob lists
+    the whole folder first, which at 10^6 images was 200 MB."""
+    folders = [out_dir]
+    with os.scandir(out_dir) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if is_temporary(entry.name):
+                    raise OutputError(
+                        f"{entry.path} is a folder named like a temporary file of sdbatch; "
+                        "move it away or pick another --out"
+                    )
+                folders.append(Path(entry.path))
+            elif is_temporary(entry.name):
+                os.unlink(entry.path)
+    for folder in folders[1:]:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if is_temporary(entry.name) and not entry.is_dir(follow_symlinks=False):
+                    os.unlink(entry.path)
+
+
+def _intact(out_dir: Path, out_fd: int, row: Mapping[str, Any], verify: bool) -> bool:
     """The file is there with the recorded content. Size and mtime as recorded stand in for the
     hash (a 100,000-image dir must resume in seconds); anything else, or --verify, hashes.
-    Names are looked up from the open dir (`out_fd`): no path to join and walk per file."""
-    name = str(row.get("file"))
-    try:
-        st = os.stat(name, dir_fd=out_fd)
-    except OSError:
-        return False
+    Raises UnsafePath for a row naming a file the rule of `safepath` refuses (outside the dir,
+    a link, a FIFO or device): never opened, so never read or waited on."""
+    name = row.get("file")
+    if isinstance(name, str) and "/" not in name:
+        # The usual name, of a file right in the dir: one lstat from the open dir, no path to
+        # build and walk (a 10^6-row resume does this 10^6 times).
+        st = lstat_at(out_fd, check_name(name))
+        if st is None:
+            return False
+        path = out_dir / name
+    else:
+        path = inside(out_dir, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
     if not verify and st.st_size == row.get("size") and st.st_mtime_ns == row.get("mtime_ns"):
         return True
     digest = hashlib.sha256()
-    with open(name, "rb", opener=lambda path, flags: os.open(path, flags, dir_fd=out_fd)) as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+    try:
+        with os.fdopen(open_regular(path), "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return False
     return digest.hexdigest() == row.get("sha256")
 
 
 def _read_manifest(
-    out_dir: Path, job_name: str, *, strict: bool, verify: bool, plan: str | None
-) -> tuple[Done, int]:
+    out_dir: Path,
+    job_name: str,
+    *,
+    strict: bool,
+    verify: bool,
+    plan: str | None,
+    payloads: int,
+) -> tuple[Done, int, tuple[str, ...]]:
     """One pass over the manifest: each kept row's file is checked as it is read, and only what
     resuming needs of it is kept: its plan position or payload, and which image it is.
     A line cut short by a crash is dropped from the file itself, so the next append starts on
     a fresh line."""
-    if not (out_dir / MANIFEST).exists():
-        return Done(), 0
+    path = out_dir / MANIFEST
+    _own_file(path)
+    _own_file(out_dir / INDEX)
+    if not path.exists():
+        return Done(), 0, ()
     out_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return _read_rows(out_dir, out_fd, job_name, strict=strict, verify=verify, plan=plan)
+        return _read_rows(
+            out_dir, out_fd, job_name, strict=strict, verify=verify, plan=plan, payloads=payloads
+        )
     finally:
         os.close(out_fd)
 
 
 def _read_rows(
-    out_dir: Path, out_fd: int, job_name: str, *, strict: bool, verify: bool, plan: str | None
-) -> tuple[Done, int]:
+    out_dir: Path,
+    out_fd: int,
+    job_name: str,
+    *,
+    strict: bool,
+    verify: bool,
+    plan: str | None,
+    payloads: int,
+) -> tuple[Done, int, tuple[str, ...]]:
     path = out_dir / MANIFEST
     by_index = Masks()
     by_payload: dict[int, int] = {}
     ids: set[str] = set()
     count = torn = 0
+    unsafe: list[str] = []
 
     def keep(row: dict[str, Any]) -> None:
         nonlocal count
@@ -200,7 +291,11 @@ def _read_rows(
         status = row.get("status")
         if not (status == "ok" or (status == "mismatch" and not strict)):
             return
-        if not _intact(out_fd, row, verify):
+        try:
+            if not _intact(out_dir, out_fd, row, verify):
+                return
+        except UnsafePath as exc:
+            unsafe.append(f"image {row.get('id')}: {exc}")
             return
         count += 1
         index, image, payload_id = (
@@ -210,8 +305,11 @@ def _read_rows(
         )
         if not isinstance(image, int) or not isinstance(payload_id, str):
             ids.add(str(row.get("id")))
+        elif not 0 <= image < MAX_IMAGES or len(payload_id) > 64:
+            return  # no image of any plan: a row edited to make a resume allocate without end
         elif plan is not None and row.get("plan") == plan and isinstance(index, int):
-            by_index.add(index, image)
+            if 0 <= index < payloads:
+                by_index.add(index, image)
         else:
             try:
                 key = int(payload_id, 16)
@@ -254,7 +352,7 @@ def _read_rows(
             fh.seek(size - 1)
             if fh.read(1) != b"\n":
                 fh.truncate(last_line)  # the torn last line, counted above
-    return Done(by_index, by_payload, frozenset(ids), count), torn
+    return Done(by_index, by_payload, frozenset(ids), count), torn, tuple(unsafe)
 
 
 def _check_job(path: Path, job_name: str) -> None:
@@ -304,32 +402,37 @@ def open_output(
     verify: bool = False,
     strict: bool = False,
     plan: str | None = None,
+    payloads: int = MAX_PAYLOADS,
 ) -> OutputState:
     """Claim `out_dir` for this run and read what is done in it. `plan` is this run's plan
-    fingerprint (`Plan.fingerprint`): rows written under it are matched by position."""
+    fingerprint (`Plan.fingerprint`): rows written under it are matched by position, up to
+    `payloads` (the plan's count; a row claiming a later position is no row of this plan)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = _lock(out_dir)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    except (OSError, UnsafePath) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise OutputError(f"cannot write to {out_dir}: {reason}") from exc
     try:
-        # Half-written images of a killed run. scandir streams: Path.glob lists the whole
-        # folder first, which at 10^6 images was 200 MB.
-        with os.scandir(out_dir) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                    os.unlink(entry.path)
+        try:
+            sweep(out_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot clean {out_dir}: {exc.strerror or exc}") from exc
         # Reading builds 100,000s of small objects and no cycles; the cyclic collector would
         # only rescan them over and over (it doubled the time), so it pauses meanwhile.
         gc.disable()
         try:
-            done, torn = _read_manifest(out_dir, job_name, strict=strict, verify=verify, plan=plan)
+            done, torn, unsafe = _read_manifest(
+                out_dir, job_name, strict=strict, verify=verify, plan=plan, payloads=payloads
+            )
+        except OSError as exc:
+            raise OutputError(f"cannot read {out_dir / MANIFEST}: {exc.strerror or exc}") from exc
         finally:
             gc.enable()
     except BaseException:
         lock.release()
         raise
-    return OutputState(out_dir, lock, done, torn)
+    return OutputState(out_dir, lock, done, torn, unsafe)
 
 
 def todo(plan: Plan, done: Done) -> Todo:

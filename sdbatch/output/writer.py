@@ -23,10 +23,11 @@ from typing import Any
 
 from sdbatch.backends.base import USED_FIELDS, DecodeError, GeneratedImage, Outcome, Response
 from sdbatch.errors import OutputError
-from sdbatch.output.atomic import replace_file
+from sdbatch.output.atomic import replace_file, temporary
 from sdbatch.output.index import IndexAppender
 from sdbatch.output.manifest import MANIFEST, iter_rows
 from sdbatch.output.resume import Done
+from sdbatch.output.safepath import UnsafePath, create_new, open_append, read_regular
 
 SUMMARY = "summary.json"
 SYNC_THREADS = 4  # image files synced at once by a flush
@@ -54,7 +55,12 @@ def safe_filename(name: str) -> str:
     return name.encode()[:200].decode(errors="ignore") or "image"
 
 
-def unique_path(path: Path, exists: Callable[[Path], bool] = Path.exists) -> Path:
+def _taken(path: Path) -> bool:
+    # lexists: a link takes its name even when it dangles; it is never written through.
+    return os.path.lexists(path)
+
+
+def unique_path(path: Path, exists: Callable[[Path], bool] = _taken) -> Path:
     """`path`, or `stem-1.ext`, `stem-2.ext`, ... : the first name not taken yet."""
     candidate, n = path, 0
     while exists(candidate):
@@ -81,10 +87,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Replace a small JSON file whole (temporary file + rename): summary.json and plan.json
     describe the latest run."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    try:
-        replace_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    replace_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))  # OutputError
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,13 @@ class Writer:
             out_dir.mkdir(parents=True, exist_ok=True)
             # Unbuffered: a row that failed to go out (disk full) must not linger in a buffer
             # and be flushed, half, by close().
-            self._manifest = (out_dir / MANIFEST).open("ab", buffering=0)
+            # Not through a link planted at its name, nor into a FIFO (see safepath).
+            fd = open_append(out_dir / MANIFEST)
+            self._manifest = os.fdopen(fd, "ab", buffering=0)
             self._end = os.fstat(self._manifest.fileno()).st_size
-        except OSError as exc:
-            raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+        except (OSError, UnsafePath) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise OutputError(f"cannot write to {out_dir}: {reason}") from exc
 
     def close(self) -> None:
         """Without a flush: what is still pending was never recorded (the caller flushes)."""
@@ -191,7 +197,7 @@ class Writer:
     def _append(self, row: dict[str, Any], path: Path | None = None) -> None:
         self._pending.append((path, row))
 
-    def _adoptable(self, path: Path, digest: str) -> bool:
+    def _adoptable(self, path: Path, data: bytes, digest: str) -> bool:
         """A file no row claims, with exactly these bytes: this very image, saved by a run that
         was killed before it could append the row. Taking it over keeps one file per image."""
         if path.name in self._claimed or any(
@@ -199,25 +205,31 @@ class Writer:
         ):
             return False
         try:
-            return hashlib.sha256(path.read_bytes()).hexdigest() == digest
-        except OSError:
+            # A regular file only, and no more of it than the image's size: a link, FIFO or
+            # device planted at the name is never read (nor waited on), only stepped around.
+            found = read_regular(path, limit=len(data) + 1)
+        except (OSError, UnsafePath):
             return False
+        return hashlib.sha256(found).hexdigest() == digest
 
     def _save(self, name: str, data: bytes, digest: str) -> Path:
         """Write to a temporary name, sync, then link into place: the final name either holds
         the whole image or does not exist, and an existing file is never replaced."""
         final = self.out_dir / name
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        tmp = temporary(final)
         try:
-            with tmp.open("wb") as fh:
+            # Created fresh: a link planted at the temporary name is removed, not written through.
+            with os.fdopen(create_new(tmp), "wb") as fh:
                 fh.write(data)  # synced by flush(), with others, before its row is written
             while True:
-                final = unique_path(final, lambda p: p.exists() and not self._adoptable(p, digest))
+                final = unique_path(
+                    final, lambda p: _taken(p) and not self._adoptable(p, data, digest)
+                )
                 try:
                     os.link(tmp, final)  # unlike rename, link refuses to replace a file
                     break
                 except FileExistsError:  # the adoptable orphan, or a name taken meanwhile
-                    if self._adoptable(final, digest):
+                    if self._adoptable(final, data, digest):
                         break
         except OSError as exc:
             raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from exc

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -24,7 +23,8 @@ from typing import BinaryIO
 from PIL import Image
 
 from sdbatch.errors import PicturesError
-from sdbatch.output.atomic import replace_file
+from sdbatch.output.atomic import is_temporary, replace_file
+from sdbatch.output.safepath import UnsafePath, check_name, inside, refuse_link
 
 # An image bigger than this is not decoded for a sheet or a thumbnail (the webui makes nothing
 # near it; a tampered or hostile file might claim gigapixels).
@@ -32,31 +32,25 @@ MAX_SOURCE_PIXELS = 64_000_000
 
 
 def relative_name(rel: str | None) -> PurePosixPath | None:
-    """`rel` as a path inside the output dir, or None: absolute, `..`, a drive or URL scheme
-    (`C:`, `javascript:`), a backslash or a NUL never name a file of the run."""
-    if not rel or "\x00" in rel or "\\" in rel:
+    """`rel` as a path inside the output dir (the output dir's one rule, `safepath.check_name`),
+    or None; for links a colon is refused too, since a browser reads `javascript:x` or `C:x` as
+    a URL scheme, not a file."""
+    try:
+        name = check_name(rel)
+    except UnsafePath:
         return None
-    path = PurePosixPath(rel)
-    if path.is_absolute() or any(part in ("..", "") or ":" in part for part in path.parts):
-        return None
-    return path if path.parts and path.parts[0] != "." else None
+    return None if ":" in name else PurePosixPath(name)
 
 
 def image_file(out_dir: Path, rel: str | None) -> Path | None:
     """The regular file `rel` names inside `out_dir`, reached without any symlink, or None."""
-    name = relative_name(rel)
-    if name is None:
+    if relative_name(rel) is None:
         return None
-    path = out_dir
     try:
-        for part in name.parts:
-            path = path / part
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                return None
-    except OSError:
+        path = inside(out_dir, rel)
+    except UnsafePath:
         return None
-    return path if stat.S_ISREG(mode) else None
+    return path if os.path.lexists(path) else None  # `inside` passes a missing file through
 
 
 def shrink(path: Path, box: tuple[int, int]) -> Image.Image | None:
@@ -92,8 +86,10 @@ def folder(out_dir: Path, name: str) -> Path:
     """`out_dir/name`, created if missing; a symlink there is refused, not followed (it could
     point anywhere, and the pictures would be written there)."""
     path = out_dir / name
-    if path.is_symlink():
-        raise PicturesError(f"{path} is a symlink; remove it so the pictures stay in {out_dir}")
+    try:
+        refuse_link(path, what=" (a folder of the output dir)")
+    except UnsafePath as exc:
+        raise PicturesError(f"{exc}; remove it so the pictures stay in {out_dir}") from None
     with writing(path):
         path.mkdir(exist_ok=True)
     return path
@@ -104,10 +100,10 @@ def save(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     crash) sees the old file or the new one."""
 
     def fill(tmp: Path) -> None:
-        # O_EXCL | O_NOFOLLOW: a file or symlink planted under the temporary name is an error,
-        # never something written through.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(tmp, flags, 0o644), "wb") as fh:
+        # `replace_file` made `tmp` afresh (whatever was planted there is gone); O_NOFOLLOW
+        # all the same, so nothing is ever written through a link.
+        flags = os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(tmp, flags), "wb") as fh:
             write(fh)
 
     with writing(path):
@@ -134,7 +130,7 @@ def sweep(directory: Path) -> None:
         return
     for entry in entries:
         name = entry.name
-        if not (name.startswith(".") and name.endswith(".tmp")):
+        if not is_temporary(name):
             continue
         pid = name[:-4].rpartition(".")[2]
         if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):

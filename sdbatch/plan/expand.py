@@ -31,6 +31,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ from sdbatch.plan.pictures import Picture, fit_size, read_pictures
 
 # The webui draws random seeds from randrange(4294967294); ours come from the same range.
 SEED_RANGE = 4294967294
+REPEATS_WARNED = 3  # repeated payloads named in a warning, per plan; the rest go unsaid
+
+_log = logging.getLogger("sdbatch")
 
 
 def stable_hash(value: object) -> str:
@@ -76,11 +80,16 @@ class PlannedPayload:
     vars: Mapping[str, Any] = field(default_factory=dict)  # variables and variant_N choices
     variant_seed: int | None = None  # the plan's generator seed for `variants: random`
     input: Picture | None = None  # the picture an img2img payload starts from
+    repeat: int = 0  # how many earlier payloads of the plan are exactly this one
 
     @functools.cached_property
     def id(self) -> str:
         # Only the payload's content counts, not its position: an edited job keeps the ids of
-        # every payload it did not change.
+        # every payload it did not change. A payload the plan holds twice (two identical
+        # prompts) is two planned images, so its repeats get ids of their own: counts, rows,
+        # resume and gallery then agree on every one of them.
+        if self.repeat:
+            return stable_hash({"payload": self.payload, "repeat": self.repeat})
         return stable_hash(self.payload)
 
     @property
@@ -146,6 +155,8 @@ class Plan:
     image_count: int
     variant_seed: int | None = None  # the generator seed behind `variants: random`
     pictures: tuple[Picture, ...] = ()  # the img2img inputs, stat and header read
+    # Repeated payloads already warned about (each plan says so once, however often iterated).
+    _told: set[int] = field(default_factory=set, compare=False, repr=False)
 
     @functools.cached_property
     def images_per_payload(self) -> int | None:
@@ -178,14 +189,31 @@ class Plan:
         )
         return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
+    @functools.cached_property
+    def _may_repeat(self) -> bool:
+        """Whether two payloads of this plan can be the same. Not for one plain prompt whose
+        fields no `extra_fields` entry overrides: its cells differ in their axis values, which
+        the loader keeps distinct, and its seeds are distinct. Then nothing is tracked, and a
+        10^6-cell grid holds no key per cell (~110 MB)."""
+        job = self.job
+        if len(job.prompts) != 1 or len(self.pictures) > 1:
+            return True
+        axes = {name for name, _ in (*job.grid, *job.zip)}
+        plain = job_templates(job, job.prompts[0]).is_plain
+        return not plain or bool(axes & set(job.extra_fields))
+
     def __iter__(self) -> Iterator[PlannedPayload]:
         job, axes = self.job, job_axes(self.job)
         first_image, index = 0, 0
+        repeats = _Repeats(self._told) if self._may_repeat else None
+        repeat = 0
         for costly in itertools.product(*(a.rows for a in axes.costly)):
             for picture in self.pictures or (None,):
                 for prompt_index, prompt in enumerate(job.prompts):
                     payloads = self._prompt_payloads(prompt, axes, costly, picture)
-                    for cell, payload, template, values in payloads:
+                    for cell, payload, template, values, key, starts in payloads:
+                        if repeats is not None and starts:
+                            repeat = repeats.count(key, index, prompt_index)
                         item = PlannedPayload(
                             index,
                             first_image,
@@ -196,6 +224,7 @@ class Plan:
                             values,
                             self.variant_seed,
                             picture,
+                            repeat,
                         )
                         index += 1
                         first_image += item.image_count
@@ -203,8 +232,10 @@ class Plan:
 
     def _prompt_payloads(
         self, prompt: PromptSpec, axes: JobAxes, costly: Row, picture: Picture | None
-    ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]]:
-        """One prompt's payloads for one costly row: (cell, payload, template, vars).
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any], int, bool]]:
+        """One prompt's payloads for one costly row: (cell, payload, template, vars, key,
+        starts). `key` hashes what the payload holds besides its seed; `starts` marks where
+        a new run of seeds over that content begins (`_Repeats`).
 
         The innermost loop runs once per payload of a plan that may have millions: whatever
         does not change with the seed is worked out before it."""
@@ -232,7 +263,14 @@ class Plan:
                         continue
                     axis_cell = {n: found[n] for n in axes.order}
                     rendered = templates.render(values, choices) if choices is not None else None
-                    for seed in self.seeds:
+                    stamp = picture.stamp if picture is not None else None
+                    # The seeds of one cell are distinct (the loader sees to it), so two payloads
+                    # are the same only if their cells hold the same: one key per cell.
+                    content = 0
+                    if self._may_repeat:
+                        cell_content = [base, rendered, axis_cell, job.extra_fields, stamp]
+                        content = _content_key(cell_content)
+                    for n, seed in enumerate(self.seeds):
                         picked = choices
                         if picked is None:  # variants: random, drawn per prompt, vars and seed
                             key = [self.variant_seed, written, values, seed]
@@ -255,7 +293,52 @@ class Plan:
                             resolved = _apply_shortcuts(payload, (*layers, axis_cell))
                             cell = {**axis_cell, **resolved}
                         chosen = {f"variant_{i}": c for i, c in enumerate(picked, start=1)}
-                        yield cell, payload, template, {**values, **chosen}
+                        if choices is None:  # drawn per seed: the payload itself is the key
+                            yield (
+                                cell,
+                                payload,
+                                template,
+                                {**values, **chosen},
+                                _content_key(payload) if self._may_repeat else 0,
+                                True,
+                            )
+                        else:
+                            yield cell, payload, template, {**values, **chosen}, content, n == 0
+
+
+def _content_key(value: object) -> int:
+    """An in-process key of a value's content: equal content, equal key. (The key is never
+    stored; only how often it repeats is, as `PlannedPayload.repeat`.)"""
+    return hash(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str))
+
+
+class _Repeats:
+    """How often each content has come before in plan order, and one warning per repeated
+    content naming both places. One int per distinct cell: a 10^6-cell plan holds ~100 MB
+    less than it would keeping the payloads."""
+
+    def __init__(self, told: set[int]) -> None:
+        self._first: dict[int, int] = {}  # key -> first payload index << 20 | prompt index
+        self._count: dict[int, int] = {}  # key -> times seen, for keys seen more than once
+        self._told = told
+
+    def count(self, key: int, index: int, prompt_index: int) -> int:
+        first = self._first.setdefault(key, index << 20 | min(prompt_index, 0xFFFFF))
+        if first >> 20 == index:
+            return 0
+        repeat = self._count.get(key, 0) + 1
+        self._count[key] = repeat
+        if key not in self._told and len(self._told) < REPEATS_WARNED:
+            self._told.add(key)
+            where = f"payload #{first >> 20} (prompt {(first & 0xFFFFF) + 1})"
+            _log.warning(
+                "payload #%d (prompt %d) is the same as %s, seeds included: both are planned "
+                "and made, as separate images; make them differ if one is enough",
+                index,
+                prompt_index + 1,
+                where,
+            )
+        return repeat
 
 
 def _attach(payload: dict[str, Any], picture: Picture) -> None:

@@ -24,6 +24,7 @@ from sdbatch.backends.base import Outcome, Worker
 from sdbatch.errors import SdbatchError, ServerUnreachableError
 from sdbatch.plan.expand import PlannedPayload
 from sdbatch.run.progress import Console
+from sdbatch.run.report import signal_name
 
 COOL_DOWN = 60.0  # seconds a webui that could not be reached sits out
 _TICK = 0.2  # how often waiting threads look at the stop flags
@@ -63,13 +64,15 @@ class Stopper:
     def __call__(self, signum: int, frame: object) -> None:
         if self.signum is None:
             self.signum = signum
-            self.console.error(
-                f"{signal.Signals(signum).name}: finishing the request(s) in flight; "
-                "send it again to interrupt them"
+            # A stop the user asked for: said plainly, not labelled an error.
+            again = "press Ctrl-C again" if signum == signal.SIGINT else "send it again"
+            self.console.notice(
+                f"{signal_name(signum)}: stopping; finishing the request(s) in flight "
+                f"({again} to interrupt them)"
             )
             return
         if not self.hard.is_set():
-            self.console.error("interrupting the webui and stopping now")
+            self.console.notice("interrupting the webui and stopping now")
         self.hard.set()
 
     def __enter__(self) -> Stopper:
@@ -312,11 +315,11 @@ def _interrupt_until_idle(
     idle = not any(worker.busy() for worker in workers)
     seconds = clock() - start
     if left:
-        console.error(
+        console.warning(
             f"{left} request(s) of this run were still at the webui after {seconds:.0f} s of "
             "interrupting; they will run to their end there"
         )
-    else:
+    else:  # what the user asked for: no error
         state = "is idle" if idle else "still runs a job of another client"
-        console.error(f"interrupted the webui ({interrupts}x in {seconds:.1f} s): it {state}")
+        console.notice(f"interrupted the webui ({interrupts}x in {seconds:.1f} s): it {state}")
     return HardStop(interrupts, seconds, left, idle)

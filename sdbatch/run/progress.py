@@ -3,14 +3,70 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from sdbatch.errors import OutputError
+
 # Without a terminal (cron, a pipe) a line per image is enough for small runs; for big fast ones
 # we print at most one line per this many seconds, plus the last one.
 LOG_EVERY_SECONDS = 5.0
+
+
+class LogFile:
+    """`--log-file`: every message again, timestamped, for cron. A log that stops taking
+    lines (disk full, /dev/full) is said once on stderr and then left alone: the run goes on,
+    and no write to it ever raises into a request or writer thread."""
+
+    def __init__(self, stream: TextIO, err: TextIO) -> None:
+        self.stream = stream
+        self.err = err
+        self.failed: OSError | None = None
+
+    @classmethod
+    def open(cls, path: str, header: str, err: TextIO) -> LogFile:
+        """The log at `path`, opened to append, its first line (`header`) written and flushed:
+        a log that cannot take it (a bad path, /dev/full) is an OutputError here, before
+        anything is sent. Use it as a context manager: it closes the file."""
+        try:
+            stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by __exit__)
+        except OSError as exc:
+            raise OutputError(f"cannot open log file {path}: {exc.strerror}") from exc
+        log = cls(stream, err)
+        try:
+            stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {header}\n")
+            stream.flush()
+        except OSError as exc:
+            log.close()
+            raise OutputError(f"cannot write log file {path}: {exc.strerror}") from exc
+        return log
+
+    def close(self) -> None:
+        # What a full log could not take is still buffered; closing would try once more.
+        with contextlib.suppress(OSError):
+            self.stream.close()
+
+    def __enter__(self) -> LogFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write_line(self, message: str) -> None:
+        if self.failed is not None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            self.stream.write(f"{stamp} {message}\n")
+            self.stream.flush()
+        except OSError as exc:
+            self.failed = exc
+            name = getattr(self.stream, "name", "the log file")
+            reason = exc.strerror or exc
+            print(f"sdbatch: error: cannot write {name}: {reason}", file=self.err, flush=True)
 
 
 @dataclass(frozen=True)
@@ -21,17 +77,24 @@ class Console:
     err: TextIO
     is_tty: bool = False
     quiet: bool = False
-    log: TextIO | None = None  # --log-file: every message again, timestamped, for cron
+    log: LogFile | None = None  # --log-file
 
     def _emit(self, message: str, *, show: bool = True) -> None:
         if show:
             print(f"sdbatch: {message}", file=self.err, flush=True)
         if self.log is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            print(f"{stamp} {message}", file=self.log, flush=True)
+            self.log.write_line(message)
 
     def error(self, message: str) -> None:
         self._emit(f"error: {message}")  # --quiet never hides errors
+
+    def warning(self, message: str) -> None:
+        """Not an error: the run goes on, but the user should know (shown under --quiet)."""
+        self._emit(f"warning: {message}")
+
+    def notice(self, message: str) -> None:
+        """A plain line that shows even under --quiet: a stop asked for, what to run next."""
+        self._emit(message)
 
     def summary(self, message: str) -> None:
         self._emit(message)  # the closing line shows even under --quiet: cron mails it
@@ -57,6 +120,7 @@ class Progress:
         self._start = clock()
         self._last_line = float("-inf")
         self._bar: Any = None  # a tqdm bar, on a terminal
+        self._told: set[str] = set()  # the mismatches already warned about
         self.closed = False
         if console.is_tty and not console.quiet:
             from tqdm import tqdm  # here: validate and plan never draw a bar, nor import it
@@ -77,7 +141,12 @@ class Progress:
         self.per_server[row.get("server") or "?"] += 1
         if row["status"] == "mismatch":
             self.mismatched_rows.append(row)
-            self._say(f"{row['file']}: the webui did not make what was asked: {_words(row)}")
+            words = _words(row)
+            if words not in self._told:  # once per kind of difference: not once per image
+                self._told.add(words)
+                self._say(
+                    f"the webui did not make what was asked for {row['file']}: {words}", "warning"
+                )
         if self._bar is not None:
             self._bar.update(1)
             return
@@ -90,14 +159,18 @@ class Progress:
     def payload_failed(self, row: Mapping[str, Any]) -> None:
         self.failed_rows.append(row)
         message = f"payload {row['payload_index']} failed after {row['attempts']} attempt(s): "
-        self._say(message + str(row["error"]))
+        self._say(message + str(row["error"]), "error")
 
-    def _say(self, message: str) -> None:
-        """A warning that must be seen, even under --quiet, without tearing the bar."""
+    def _say(self, message: str, label: str) -> None:
+        """A line that must be seen, even under --quiet, without tearing the bar."""
         if self._bar is not None:
-            self._bar.write(f"sdbatch: error: {message}", file=self.console.err)
-        else:
+            self._bar.write(f"sdbatch: {label}: {message}", file=self.console.err)
+            if self.console.log is not None:
+                self.console.log.write_line(f"{label}: {message}")
+        elif label == "error":
             self.console.error(message)
+        else:
+            self.console.warning(message)
 
     def show_step(self, text: str) -> None:
         """The sampling step the webui is at, next to the bar (a terminal only)."""
@@ -110,14 +183,29 @@ class Progress:
             self._bar.close()
 
 
+def _plain(value: Any) -> str:
+    """A value as a person reads it: text quoted, nothing else in Python's notation."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "nothing"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value) or "nothing"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "nothing"
+    return str(value)
+
+
 def _words(row: Mapping[str, Any]) -> str:
-    """Each difference as [asked, got] or, where the backend put it in words, its note."""
+    """Each difference in words: "sampler_name "Euler a" instead of "DPM++ 2M"", or, where
+    the backend put it in words, its note."""
     parts = []
-    for key, diff in (row.get("mismatch") or {}).items():
+    mismatch = row.get("mismatch")
+    for key, diff in mismatch.items() if isinstance(mismatch, Mapping) else ():
         if isinstance(diff, list) and len(diff) > 2:
             parts.append(str(diff[2]))
         elif isinstance(diff, list) and len(diff) == 2:
-            parts.append(f"{key}: asked {diff[0]!r}, got {diff[1]!r}")
+            parts.append(f"{key} {_plain(diff[1])} instead of {_plain(diff[0])}")
         else:
-            parts.append(f"{key}: {diff!r}")
-    return "; ".join(parts)
+            parts.append(f"{key}: {_plain(diff)}")
+    return "; ".join(parts) or "a difference it did not name"

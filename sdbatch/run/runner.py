@@ -9,27 +9,29 @@ from __future__ import annotations
 
 import json
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdbatch import __version__
 from sdbatch.backends.base import Connection, Outcome, Worker
-from sdbatch.errors import ExitCode, SdbatchError
+from sdbatch.errors import SdbatchError
 from sdbatch.job.loader import Job
+from sdbatch.output.atomic import replace_file
 from sdbatch.output.manifest import MANIFEST, PLANNED
 from sdbatch.output.resume import Todo, open_output, todo
+from sdbatch.output.safepath import read_regular
 from sdbatch.output.writer import SUMMARY, RunInfo, Writer, write_json
 from sdbatch.pictures.gallery import GALLERY, build_gallery
-from sdbatch.pictures.sheet import build_sheets
+from sdbatch.pictures.sheet import SHEETS_DIR, build_sheets
+from sdbatch.pictures.sheetnames import slicing_folder
 from sdbatch.plan.expand import Plan
 from sdbatch.plan.pictures import check_decodes
 from sdbatch.run.dispatch import Stopper, dispatch
 from sdbatch.run.progress import Console, Progress
+from sdbatch.run.report import Pictures, RunResult, closing_lines
 
 # Outcomes waiting for the writer hold whole response bodies; a few are enough to absorb a
 # slow disk without letting memory grow with the plan.
@@ -39,71 +41,7 @@ GROUP_ROWS = 32
 GROUP_SECONDS = 0.25
 STEP_POLL = 1.0  # seconds between /progress polls for the bar
 PICTURES_STAMP = ".sdbatch.pictures"  # what the gallery and sheets were last drawn from
-
-
-@dataclass
-class RunResult:
-    out_dir: Path
-    planned_images: int  # the whole plan, including what an earlier run finished
-    skipped: int = 0  # images an earlier run finished
-    saved: int = 0
-    failed: list[dict[str, Any]] = field(default_factory=list)  # one row per failed payload
-    elapsed: float = 0.0
-    server_version: str | None = None
-    signal: int | None = None  # the signal that stopped the run early
-    error: SdbatchError | None = None  # what aborted the run
-    mismatched: list[dict[str, Any]] = field(default_factory=list)  # made otherwise than asked
-    strict: bool = False  # --strict: a mismatch counts as a failure
-    per_server: dict[str, int] = field(default_factory=dict)  # images saved, by webui
-    model_switches: int = 0
-    hard_stop: dict[str, Any] | None = None  # what a second signal did (dispatch.HardStop)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        if self.error is not None:
-            return self.error.exit_code
-        if self.signal is not None:
-            return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
-        bad = self.failed or (self.strict and self.mismatched)
-        return ExitCode.PARTIAL if bad else ExitCode.OK
-
-    def summary(self) -> str:
-        rate = self.saved / self.elapsed * 60 if self.elapsed > 0 else 0.0
-        text = (
-            f"{self.saved} images saved, {self.skipped} already done, {len(self.failed)} "
-            f"payload(s) failed, {len(self.mismatched)} mismatched, "
-            f"{self.skipped + self.saved}/{self.planned_images} done, "
-            f"{self.elapsed:.1f} s ({rate:.1f} images/min), exit {int(self.exit_code)}"
-            f" -> {self.out_dir}"
-        )
-        if self.signal is not None:
-            text = f"stopped by {signal.Signals(self.signal).name}: {text}"
-        return text
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "out_dir": str(self.out_dir),
-            "planned": self.planned_images,
-            "skipped": self.skipped,
-            "done": self.saved,
-            "failed": [
-                {"id": r["id"], "payload_index": r["payload_index"], "error": r["error"]}
-                for r in self.failed
-            ],
-            "mismatched": [
-                {"id": r["id"], "file": r["file"], "mismatch": r["mismatch"]}
-                for r in self.mismatched
-            ],
-            "images_per_server": self.per_server,
-            "model_switches": self.model_switches,
-            "images_per_minute": round(self.saved / self.elapsed * 60, 2) if self.elapsed else 0,
-            "wall_time": round(self.elapsed, 3),
-            "server_version": self.server_version,
-            "signal": signal.Signals(self.signal).name if self.signal else None,
-            "hard_stop": self.hard_stop,
-            "error": str(self.error) if self.error else None,
-            "exit_code": int(self.exit_code),
-        }
+UNSAFE_SHOWN = 3  # manifest rows naming an unsafe file, said one by one; the rest counted
 
 
 class _WriterThread(threading.Thread):
@@ -256,29 +194,45 @@ def _pictures_stamp(job: Job, out_dir: Path) -> str:
     return json.dumps([__version__, st.st_size, st.st_mtime_ns, sheet])
 
 
-def _pictures(job: Job, out_dir: Path, console: Console) -> None:
+def _pictures(job: Job, out_dir: Path, console: Console) -> Pictures:
     """The gallery after every run, even a stopped one, and the job's sheets if it asks for
     them. Both are drawn from the manifest alone and can be rebuilt at any time, so a failure
     here costs no image and does not change the run's exit code. A rerun that changed nothing
     (the manifest is as it was when they were drawn) draws nothing: at 10^5 images that was
-    most of a no-op resume."""
+    most of a no-op resume. Returns what there is to look at."""
     stamp_file = out_dir / PICTURES_STAMP
     stamp = _pictures_stamp(job, out_dir)
     try:
-        if stamp and (out_dir / GALLERY).exists() and stamp_file.read_text() == stamp:
-            return
-    except OSError:
+        if stamp and (out_dir / GALLERY).exists() and read_regular(stamp_file).decode() == stamp:
+            return Pictures(out_dir / GALLERY, _sheets_of(job, out_dir))
+    except (OSError, ValueError):  # absent, not a file, not text: drawn again
         pass
-    try:
-        if job.sheet is not None:  # first: the gallery links the sheets
+    drawn = True
+    if job.sheet is not None:  # first: the gallery links the sheets
+        try:
             build_sheets(out_dir, x=job.sheet.x, y=job.sheet.y, z=job.sheet.z)
+        except (SdbatchError, OSError) as exc:
+            drawn = False
+            console.error(f"could not draw the sheets ({exc}); `sdbatch sheet` draws them")
+    try:
         build_gallery(out_dir)
-        stamp_file.write_text(stamp)
+        if drawn:  # else the next run tries the sheets again
+            replace_file(stamp_file, lambda tmp: tmp.write_text(stamp))
     except (SdbatchError, OSError) as exc:
-        console.error(
-            f"could not draw the gallery or sheets ({exc}); `sdbatch gallery` and "
-            "`sdbatch sheet` rebuild them"
-        )
+        console.error(f"could not draw the gallery ({exc}); `sdbatch gallery` draws it")
+    gallery = out_dir / GALLERY
+    return Pictures(gallery if gallery.is_file() else None, _sheets_of(job, out_dir))
+
+
+def _sheets_of(job: Job, out_dir: Path) -> tuple[Path, ...]:
+    """The job's sheets as they stand in the sheets folder (none if it asks for none)."""
+    if job.sheet is None:
+        return ()
+    root = out_dir / SHEETS_DIR
+    folder = root / slicing_folder(job.sheet.x, job.sheet.y, job.sheet.z)
+    if root.is_symlink() or not folder.is_dir() or folder.is_symlink():
+        return ()
+    return tuple(sorted(p for p in folder.glob("*.png") if p.is_file() and not p.is_symlink()))
 
 
 def run_job(
@@ -291,12 +245,21 @@ def run_job(
     verify: bool = False,
     strict: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    command: str | None = None,
 ) -> RunResult:
-    """Claim the output dir, resume what an earlier run left, run the rest, write summary.json.
+    """Claim the output dir, resume what an earlier run left, run the rest, write summary.json,
+    and say where everything is; `command` is the command line that resumes the run.
 
     Raises the error that aborted the run, if any, after the summary is written.
     """
-    state = open_output(out_dir, plan.job.name, verify=verify, strict=strict, plan=plan.fingerprint)
+    state = open_output(
+        out_dir,
+        plan.job.name,
+        verify=verify,
+        strict=strict,
+        plan=plan.fingerprint,
+        payloads=plan.payload_count,
+    )
     try:
         left = todo(plan, state.done)
         if plan.pictures:
@@ -305,7 +268,11 @@ def run_job(
             check_decodes(dict.fromkeys(p.input for p in left.payloads() if p.input is not None))
         write_json(out_dir / PLANNED, _planned(plan))
         if state.torn_lines:
-            console.error(f"{state.torn_lines} torn manifest line(s) from a crash ignored")
+            console.warning(f"{state.torn_lines} torn manifest line(s) from a crash ignored")
+        for reason in state.unsafe[:UNSAFE_SHOWN]:
+            console.warning(f"manifest row not trusted, its image is made again: {reason}")
+        if len(state.unsafe) > UNSAFE_SHOWN:
+            console.warning(f"{len(state.unsafe) - UNSAFE_SHOWN} more manifest row(s) not trusted")
         console.info(f"{out_dir}: {left.done_images} done, {left.images} to do")
         result = run_plan(
             left,
@@ -316,9 +283,10 @@ def run_job(
             strict=strict,
             clock=clock,
         )
-        _pictures(plan.job, out_dir, console)
-        console.summary(result.summary())
+        pictures = _pictures(plan.job, out_dir, console)
         write_json(out_dir / SUMMARY, {"job": plan.job.name, **result.as_json()})
+        for kind, line in closing_lines(result, pictures, command):
+            (console.summary if kind == "summary" else console.info)(line)
     finally:
         state.release()
     if result.error is not None:

@@ -450,7 +450,7 @@ def test_a_symlinked_picture_folder_is_refused(
     command = "sheet" if name == "sheets" else "gallery"
     result = sdbatch(command, str(out))
     assert result.returncode == 3, result.stderr
-    assert f"{out / name} is a symlink" in result.stderr and "Traceback" not in result.stderr
+    assert f"{out / name} is a symbolic link" in result.stderr and "Traceback" not in result.stderr
     assert list(elsewhere.iterdir()) == []
 
 
