@@ -1,0 +1,64 @@
+"""Secrets out of every text a server may have written: one `redact(text)` for all of it.
+
+Entry point: `redact(text) -> str`. `remember(*values)` registers the secret values of a run
+(the Basic-auth password and its token, header values taken from the environment, header
+values of credential-like headers) when its sessions are built. Why one registry: a webui or
+a proxy in front of it may echo the request back in an error body, and that text flows into
+exception messages, manifest rows, the summary, the gallery and the log; redacting where the
+text enters (server messages, exception texts) and once more on the way into the log is
+simpler than tracking every path out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "***"
+# Shorter values are left alone: masking every "ab" in every message would mangle the text
+# and protect little (a secret that short is guessed faster than read).
+MIN_SECRET_LENGTH = 4
+# `scheme://user:password@host`: the user part is masked too, whoever registered it.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+_lock = threading.Lock()
+_secrets: tuple[str, ...] = ()  # longest first, so a secret's prefix never unmasks the rest
+
+
+def remember(*values: str) -> None:
+    """Register secret values; each is masked from then on, in every thread."""
+    global _secrets
+    fresh = {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+    with _lock:
+        _secrets = tuple(sorted(set(_secrets) | fresh, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret and every URL's userinfo replaced by `***`."""
+    text = _USERINFO.sub(rf"\1{MASK}@", text)
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in every record of the logger it is on (the log file included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def guard_log(name: str = "sdbatch") -> None:
+    """Put the filter on sdbatch's logger once."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
