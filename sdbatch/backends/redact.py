@@ -12,15 +12,14 @@ simpler than tracking every path out.
 from __future__ import annotations
 
 import logging
-import re
 import threading
+
+from sdbatch.errors import hide_credentials
 
 MASK = "***"
 # Shorter values are left alone: masking every "ab" in every message would mangle the text
 # and protect little (a secret that short is guessed faster than read).
 MIN_SECRET_LENGTH = 4
-# `scheme://user:password@host`: the user part is masked too, whoever registered it.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()  # longest first, so a secret's prefix never unmasks the rest
@@ -36,7 +35,7 @@ def remember(*values: str) -> None:
 
 def redact(text: str) -> str:
     """`text` with every registered secret and every URL's userinfo replaced by `***`."""
-    text = _USERINFO.sub(rf"\1{MASK}@", text)
+    text = hide_credentials(text)  # `scheme://user:password@host`, whoever registered it
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
