@@ -25,7 +25,7 @@ from sdbatch.backends.limits import DEFAULT_MAX_IMAGE_PIXELS
 from sdbatch.backends.redact import redact
 
 _PROMPTS = ("Prompt", "Negative prompt")  # in the payload already
-SHOWN = 200  # characters of a server's text that a message may carry
+SHOWN = 300  # characters of a server's text that a message may carry
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 _TAGS = re.compile(r"<[^>]*>")
 
@@ -33,21 +33,21 @@ _TAGS = re.compile(r"<[^>]*>")
 def summarise(content: bytes, fallback: str = "") -> str:
     """A server's body in one bounded, redacted line: an HTML page by its title, any other
     text by its first line; never the page itself."""
+    # Redacted before it is cut: a secret cut in two would no longer match.
     head = content[:65536]
     title = _TITLE.search(head)
     if title or head.lstrip()[:1] == b"<":
         words = title.group(1) if title else b""
-        text = _TAGS.sub(" ", words.decode("utf-8", errors="replace"))
-        text = "an HTML page" + (f" ({' '.join(text.split())[:SHOWN]!r})" if text.strip() else "")
-    else:
-        lines = head.decode("utf-8", errors="replace").strip().splitlines()
-        first = " ".join(lines[0].split()) if lines else ""
-        text = first[:SHOWN] + (" ..." if len(first) > SHOWN or len(lines) > 1 else "")
-    return redact(text or fallback)
+        text = redact(" ".join(_TAGS.sub(" ", words.decode("utf-8", errors="replace")).split()))
+        return "an HTML page" + (f" ({text[:SHOWN]!r})" if text else "")
+    lines = head.decode("utf-8", errors="replace").strip().splitlines()
+    first = redact(" ".join(lines[0].split())) if lines else ""
+    more = " ..." if len(first) > SHOWN or len(lines) > 1 else ""
+    return first[:SHOWN] + more if first else redact(fallback)
 
 
 def _bounded(value: Any) -> str:
-    return redact(" ".join(str(value).split())[:SHOWN])
+    return redact(" ".join(str(value).split()))[:SHOWN]
 
 
 def server_message(response: Answer) -> str:
