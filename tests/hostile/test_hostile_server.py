@@ -26,8 +26,9 @@ from conftest import CliResult, RunCli
 from PIL import Image
 
 from sdbatch.backends.a1111.attempt import TXT2IMG
+from sdbatch.backends.a1111.backoff import RETRY_AFTER_MAX
 from sdbatch.backends.a1111.oom import OOM_RETRIES
-from sdbatch.backends.a1111.worker import RETRY_AFTER_MAX, Worker
+from sdbatch.backends.a1111.worker import Worker
 from sdbatch.job.loader import ServerConfig
 from sdbatch.plan.expand import PlannedPayload
 from sdbatch.standin.a1111 import MockWebui

@@ -13,7 +13,6 @@ at once. It closes a gate that stops its other request thread from sending anyth
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import requests
 
+from sdbatch.backends.a1111.backoff import retry_after
 from sdbatch.backends.a1111.oom import batch_size, is_out_of_memory
 from sdbatch.backends.a1111.responses import error_class, server_message
 from sdbatch.backends.a1111.wait import webui_busy
@@ -101,20 +101,6 @@ _LATER = (429, 503)
 # Statuses that fail the same way on every attempt: no such route, or not implemented.
 _NEVER = (404, 405, 501)
 NO_API_HINT = "the webui has no such API route: was it started with --api?"
-
-
-def retry_after(answer: Answer) -> float | None:
-    """Retry-After as seconds (a number or an HTTP date), None when absent or unreadable."""
-    value = answer.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass

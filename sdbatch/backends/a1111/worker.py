@@ -34,6 +34,7 @@ from sdbatch.backends.a1111.attempt import (
     Transient,
     post_once,
 )
+from sdbatch.backends.a1111.backoff import wait_before_retry
 from sdbatch.backends.a1111.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.backends.a1111.responses import server_message
 from sdbatch.backends.a1111.wait import sampling_step, webui_busy
@@ -49,13 +50,8 @@ log = logging.getLogger("sdbatch")
 
 INTERRUPT = "/sdapi/v1/interrupt"
 INTERRUPT_TIMEOUT = 5.0
-# Exponential backoff with jitter between attempts, in seconds.
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
 # A model can make NaNs only now and then (a random seed's bad luck); a second NaN is final.
 NAN_RETRIES = 1
-# A server's Retry-After is honoured up to this many seconds; a longer one is cut to it.
-RETRY_AFTER_MAX = 300.0
 
 
 @dataclass
@@ -65,18 +61,6 @@ class _Split:
     is (it may still fit), and fails on its first out-of-memory error."""
 
     hopeless: str | None = None
-
-
-def _wait(state: tenacity.RetryCallState) -> float:
-    """The server's Retry-After when it sent one (429, 503), else exponential backoff."""
-    exc = state.outcome.exception() if state.outcome else None
-    asked = exc.retry_after if isinstance(exc, Transient) else None
-    if asked is not None:
-        return min(max(asked, 0.0), RETRY_AFTER_MAX)
-    return float(_BACKOFF(state))
-
-
-_BACKOFF = tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX)
 
 
 class Worker:
@@ -165,7 +149,7 @@ class Worker:
             return isinstance(exc, Transient) and others <= self.server.retries
 
         retrying = tenacity.Retrying(
-            wait=_wait,
+            wait=wait_before_retry,
             retry=tenacity.retry_if_exception(retry),
             sleep=self._sleep,
             before_sleep=self._log_retry,
