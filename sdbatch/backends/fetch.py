@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -134,39 +135,43 @@ def _too_large(limit: int) -> str:
     )
 
 
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(10):  # requests wraps urllib3 wraps the socket's error
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError):
-            return True
-        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args else None)
-        seen = seen if isinstance(seen, BaseException) else None
-    return "Connection refused" in str(exc)
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps, outermost first: requests wraps urllib3 wraps the socket's."""
+    found = [exc]
+    for _ in range(10):
+        here = found[-1]
+        inner = here.__cause__ or here.__context__
+        inner = inner or next((a for a in here.args if isinstance(a, BaseException)), None)
+        inner = inner or getattr(here, "reason", None)  # urllib3's MaxRetryError
+        if not isinstance(inner, BaseException) or inner in found:
+            break
+        found.append(inner)
+    return found
 
 
 def failure(exc: requests.RequestException) -> str:
     """What went wrong, in words, with what to do when it is the usual mistake; redacted."""
     if isinstance(exc, (AnswerTooLarge, AnswerCut, AnswerTooSlow, CrossOriginRedirect)):
         return redact(str(exc))
+    chain = _chain(exc)
     if isinstance(exc, requests.exceptions.SSLError):
-        return redact(f"TLS error ({_short(exc)}); see server.verify")
+        return redact(f"TLS error ({_short(chain)}); see server.verify")
     if isinstance(exc, requests.ConnectTimeout):
         return f"no connection within the timeout ({API_HINT})"
     if isinstance(exc, requests.Timeout):
         return "no answer within the timeout"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return f"connection refused ({API_HINT})"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return redact(f"unknown host ({_short(chain)}); check server.url")
     if isinstance(exc, requests.ConnectionError):
-        if _refused(exc):
-            return f"connection refused ({API_HINT})"
-        return redact(f"connection failed: {_short(exc)} ({API_HINT})")
-    return redact(_short(exc))
+        return redact(f"connection failed: {_short(chain)}")
+    return redact(_short(chain))
 
 
-def _short(exc: BaseException) -> str:
-    """The innermost reason of a requests/urllib3 error, without its pool and retry noise."""
-    text = str(exc)
-    for marker in ("Caused by ", "Failed to establish a new connection: "):
-        if marker in text:
-            text = text.rsplit(marker, 1)[1]
-    return text.strip("()'\" ")[:200]
+def _short(chain: list[BaseException]) -> str:
+    """The innermost reason, without the pool and retry noise around it."""
+    inner = chain[-1]
+    text = str(inner) or type(inner).__name__
+    marker = "Failed to establish a new connection: "
+    return text.rsplit(marker, 1)[-1][:200]

@@ -29,7 +29,8 @@ def check_image(data: bytes, *, max_pixels: int, name: str = "the image") -> tup
     """(width, height) of a PNG/JPEG/WEBP that decodes completely and has at most `max_pixels`
     pixels; DecodeError naming `name` otherwise."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        # Only the formats a webui writes: no other plugin ever parses what a server sent.
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             width, height = img.size
             if img.format not in FORMATS:
                 raise DecodeError(f"{name} is a {img.format} image, not PNG/JPEG/WEBP")
@@ -40,9 +41,13 @@ def check_image(data: bytes, *, max_pixels: int, name: str = "the image") -> tup
         raise DecodeError(f"{name}: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError(f"{name} is not a picture ({len(data)} bytes)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow says "image file is truncated", "broken data stream", "Truncated File Read"...
-        raise DecodeError(f"{name} does not decode: {exc}") from exc
+    except DecodeError:
+        raise
+    except Exception as exc:
+        # Pillow says "image file is truncated", "broken data stream", "Truncated File Read",
+        # and its format plugins raise struct.error, IndexError, ValueError... on crafted
+        # bytes: whatever it is, the picture is not one to keep.
+        raise DecodeError(f"{name} does not decode: {str(exc)[:200]}") from exc
     return width, height
 
 
