@@ -440,6 +440,12 @@ class TestSettings:
         assert "server.concurrency 100000 is more than sdbatch allows" in result.err
         assert webui.requests == [] and threading.active_count() <= before + 2
 
+    def test_a_port_out_of_range_is_refused_before_sending(
+        self, run_cli: RunCli, tmp_path: Path
+    ) -> None:
+        result = run(run_cli, write_job(tmp_path, "http://127.0.0.1:99999"), None, 2)
+        assert "the port must be a number from 1 to 65535" in result.err
+
 
 # -- TLS settings -----------------------------------------------------------------------------
 @pytest.fixture
