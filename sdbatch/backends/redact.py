@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from sdbatch.errors import hide_credentials
 
@@ -35,11 +36,23 @@ def remember(*values: str) -> None:
 
 def redact(text: str) -> str:
     """`text` with every registered secret and every URL's userinfo replaced by `***`."""
-    text = hide_credentials(text)  # `scheme://user:password@host`, whoever registered it
+    if "@" in text:
+        text = hide_credentials(text)  # `scheme://user:password@host`, whoever registered it
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def scrub(value: Any) -> Any:
+    """A JSON value (a server's `info`) with `redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):

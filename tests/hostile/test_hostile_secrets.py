@@ -200,6 +200,15 @@ class TestEchoedSecrets:
         assert_no_secret(everything_written(tmp_path, result))
         assert (tmp_path / "out" / "index.html").exists()  # the gallery was checked too
 
+    def test_headers_echoed_in_a_good_answer_are_masked_in_its_rows(
+        self, guarded: MockWebui, secret_env: None, run_cli: RunCli, tmp_path: Path
+    ) -> None:
+        guarded.inject(tamper="echo_headers_in_info", tamper_next=10)
+        result = run(run_cli, write_job(tmp_path, guarded.url), 0)
+        manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
+        assert "X-Api-Token" in manifest and "***" in manifest  # recorded, masked
+        assert_no_secret(everything_written(tmp_path, result))
+
     def test_a_password_in_the_url_is_never_echoed(
         self, guarded: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:

@@ -22,7 +22,7 @@ from sdbatch.backends.base import DecodeError, GeneratedImage, Response
 from sdbatch.backends.fetch import Answer
 from sdbatch.backends.imagecheck import check_image
 from sdbatch.backends.limits import DEFAULT_MAX_IMAGE_PIXELS
-from sdbatch.backends.redact import redact
+from sdbatch.backends.redact import redact, scrub
 
 _PROMPTS = ("Prompt", "Negative prompt")  # in the payload already
 SHOWN = 300  # characters of a server's text that a message may carry
@@ -104,6 +104,8 @@ def _contract(response: Response) -> tuple[dict[str, Any], list[Any], int]:
     info = {} if info is None else info
     if not isinstance(info, dict):
         raise DecodeError(f"`info` is not a JSON object: {_bounded(info)}")
+    # Everything of `info` may end up in a row (what the webui used, its infotext, mismatches).
+    info = scrub(info)
     images = body.get("images")
     if not isinstance(images, list):
         raise DecodeError(f"the answer has no `images` list (it has {_bounded(images)})")

@@ -103,6 +103,7 @@ _TAMPERS: dict[str, Callable[[dict[str, Any], Mapping[str, str], int], Any]] = {
     "cut": lambda a, h, r: _cut(a),
     "gzip_bomb": lambda a, h, r: _gzip_bomb(a),
     "echo_headers": lambda a, h, r: _echo(a, h),
+    "echo_headers_in_info": lambda a, h, r: _info(a, sd_model_name=f"model {dict(h)}"),
 }
 TAMPER_NAMES = frozenset(_TAMPERS)
 
