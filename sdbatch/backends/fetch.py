@@ -23,6 +23,7 @@ import requests
 import urllib3.exceptions
 
 from sdbatch.backends.redact import redact
+from sdbatch.backends.watchdog import watch
 
 CHUNK = 256 * 1024
 # What every answer may weigh after decoding unless the run sets another limit: a batch of 16
@@ -79,7 +80,14 @@ def fetch(
     AnswerTooSlow (a ReadTimeout) and CrossOriginRedirect."""
     deadline = time.monotonic() + timeout
     limit = max_bytes_of(session)
-    response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
+    try:
+        with watch(deadline):
+            response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
+    except requests.ConnectionError as exc:
+        if time.monotonic() < deadline:
+            raise
+        # The watchdog cut a server that was still sending its status line and headers.
+        raise AnswerTooSlow(f"the answer did not arrive in full within {timeout:g} s") from exc
     try:
         declared = response.headers.get("content-length", "")
         encoded = "content-encoding" in response.headers

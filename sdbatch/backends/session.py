@@ -18,11 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from sdbatch.backends.auth import AUTH_ENV
 from sdbatch.backends.fetch import DEFAULT_MAX_RESPONSE_BYTES, CrossOriginRedirect
 from sdbatch.backends.redact import guard_log, redact, remember
+from sdbatch.backends.watchdog import WatchedAdapter
 from sdbatch.errors import UsageError
 from sdbatch.job.loader import ServerConfig
 
@@ -173,7 +173,7 @@ def make_session(
     guard_log()
     session = ApiSession()
     session.max_response_bytes = max_response_bytes
-    adapter = HTTPAdapter(pool_maxsize=max(POOL_SIZE, server.concurrency + 4))
+    adapter = WatchedAdapter(pool_maxsize=max(POOL_SIZE, server.concurrency + 4))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     # Sent up front: the webui drops WWW-Authenticate from its 401, so requests' usual

@@ -197,9 +197,11 @@ class TestAnswersRecordedAsGood:
 
 # -- answers broken on the wire ---------------------------------------------------------------
 class DripServer:
-    """Answers every request with headers promising 100 kB, then one byte every 0.1 s."""
+    """Answers every request with headers promising 100 kB, then one byte every 0.1 s; or,
+    `in_headers`, trickles a header line itself a byte every 0.1 s."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, in_headers: bool = False) -> None:
+        self.in_headers = in_headers
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.stop = threading.Event()
@@ -217,12 +219,15 @@ class DripServer:
         with conn:
             try:
                 conn.recv(65536)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100000\r\n\r\n["
-                )
+                if self.in_headers:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                else:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100000\r\n\r\n["
+                    )
                 while not self.stop.wait(0.1):
-                    conn.sendall(b" ")
+                    conn.sendall(b"x" if self.in_headers else b" ")
             except OSError:
                 return
 
@@ -231,9 +236,9 @@ class DripServer:
         self.sock.close()
 
 
-@pytest.fixture
-def drip() -> Iterator[DripServer]:
-    server = DripServer()
+@pytest.fixture(params=[False, True], ids=["body", "headers"])
+def drip(request: pytest.FixtureRequest) -> Iterator[DripServer]:
+    server = DripServer(in_headers=request.param)
     yield server
     server.close()
 
