@@ -83,8 +83,8 @@ class ApiSession(requests.Session):
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
-        # requests drops Authorization on a change of host but keeps it on a change of port,
-        # and keeps custom headers (a proxy token) on any change. Rather than strip some and
+        # requests drops Authorization on a change of host or port (not on http -> https),
+        # but keeps custom headers (a proxy token) on any change. Rather than strip some and
         # send the request on without its credentials, which a webui refuses anyway, a redirect
         # to another origin is not followed at all.
         here, there = _origin(response.request.url), _origin(prepared_request.url)
@@ -169,7 +169,7 @@ def make_session(
     headers = expand_headers(server.headers, environ)
     for name, value in headers.items():
         _check_header(name, value)
-    _remember_secrets(server.headers, headers, auth)
+    _remember_secrets(server.headers, headers, auth, environ)
     guard_log()
     session = ApiSession()
     session.max_response_bytes = max_response_bytes
@@ -186,16 +186,21 @@ def make_session(
 
 
 def _remember_secrets(
-    written: Mapping[str, str], sent: Mapping[str, str], auth: tuple[str, str] | None
+    written: Mapping[str, str],
+    sent: Mapping[str, str],
+    auth: tuple[str, str] | None,
+    environ: Mapping[str, str],
 ) -> None:
     """Register what must never be recorded: the password and its Basic token, every header
-    value that came from the environment, and credential-like headers' values."""
+    value that came from the environment (and each variable's value alone), and the values of
+    credential-like headers."""
     secrets: list[str] = []
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
         secrets += [auth[1], token]
     for name, value in sent.items():
-        if _ENV_REF.search(written[name]) or _SECRET_NAME.search(name):
-            secrets.append(value)
-            secrets += value.split()  # "Bearer TOKEN": the token alone too
+        names = _ENV_REF.findall(written[name])
+        if names or _SECRET_NAME.search(name):
+            secrets += [value, *value.split()[1:]]  # "Bearer TOKEN": the token alone too
+            secrets += [environ[n] for n in names]
     remember(*secrets)
