@@ -157,17 +157,19 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return found
 
 
-def failure(exc: requests.RequestException) -> str:
-    """What went wrong, in words, with what to do when it is the usual mistake; redacted."""
+def failure(exc: requests.RequestException, timeout: float | None = None) -> str:
+    """What went wrong, in words, with what to do when it is the usual mistake; redacted.
+    `timeout`, when given, is named in the words for a timeout."""
     if isinstance(exc, (AnswerTooLarge, AnswerCut, AnswerTooSlow, CrossOriginRedirect)):
         return redact(str(exc))
     chain = _chain(exc)
     if isinstance(exc, requests.exceptions.SSLError):
         return redact(f"TLS error ({_short(chain)}); see server.verify")
+    within = "the timeout" if timeout is None else f"{timeout:g} s"
     if isinstance(exc, requests.ConnectTimeout):
-        return f"no connection within the timeout ({API_HINT})"
+        return f"no connection within {within} ({API_HINT})"
     if isinstance(exc, requests.Timeout):
-        return "no answer within the timeout"
+        return f"no answer within {within}"
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return f"connection refused ({API_HINT})"
     if any(isinstance(e, socket.gaierror) for e in chain):

@@ -42,7 +42,8 @@ def get_json(
     except (AnswerTooLarge, CrossOriginRedirect) as exc:
         raise ServerError(f"{url}: {endpoint}: {failure(exc)}") from exc
     except requests.RequestException as exc:
-        raise ServerUnreachableError(f"{url}: cannot reach the webui: {failure(exc)}") from exc
+        reason = failure(exc, timeout)
+        raise ServerUnreachableError(f"{url}: cannot reach the webui: {reason}") from exc
     if answer.status_code == 404 and missing is not REQUIRED:
         return missing
     if answer.status_code != 200:

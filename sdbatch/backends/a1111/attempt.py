@@ -187,11 +187,11 @@ def post_once(
             session, "POST", base + endpoint, json=payload, timeout=timeout, headers=headers
         )
     except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
-        raise Transient(f"cannot reach {url}: {failure(exc)}", reached=False) from exc
+        raise Transient(f"cannot reach {url}: {failure(exc, timeout)}", reached=False) from exc
     except requests.Timeout as exc:  # a read timeout: the webui has it and goes on
         tally.reached = True
         gate.hold_until_idle(session, base, timeout)
-        raise Transient(failure(exc), reached=True) from exc
+        raise Transient(failure(exc, timeout), reached=True) from exc
     except (AnswerTooLarge, CrossOriginRedirect) as exc:  # the same on every attempt
         tally.reached = True
         raise Permanent(failure(exc)) from exc
