@@ -30,6 +30,7 @@ CHUNK = 256 * 1024
 # hires 2048x2048 PNGs (base64) fits, a runaway or hostile answer does not fill the memory.
 DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 API_HINT = "is the webui running, with --api? --wait N waits for it to come up"
+NO_API_HINT = "the webui has no such API route: was it started with --api?"
 
 
 class AnswerTooLarge(requests.RequestException):

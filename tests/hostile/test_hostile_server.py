@@ -73,12 +73,9 @@ def bounded(call: Callable[[], CliResult], seconds: float = LIMIT) -> CliResult:
     return result
 
 
-def run(run_cli: RunCli, job: Path, url: str | None, expect: int, *extra: str) -> CliResult:
+def run(run_cli: RunCli, job: Path, expect: int, *extra: str) -> CliResult:
     out = job.parent / "out"
-    server = ["--server", url] if url else []
-    return bounded(
-        lambda: run_cli("run", str(job), *server, "--out", str(out), *extra, expect=expect)
-    )
+    return bounded(lambda: run_cli("run", str(job), "--out", str(out), *extra, expect=expect))
 
 
 def rows(out: Path) -> list[dict[str, Any]]:
@@ -154,7 +151,7 @@ class TestAnswersRecordedAsGood:
         self, tamper: str, reason: str, webui: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:
         webui.inject(tamper=tamper, tamper_next=1)
-        result = run(run_cli, write_job(tmp_path, webui.url), None, 1)
+        result = run(run_cli, write_job(tmp_path, webui.url), 1)
         found = check_output(tmp_path)
         assert [r["status"] for r in found] == ["failed"]
         assert reason in found[0]["error"] and reason in result.err
@@ -166,8 +163,8 @@ class TestAnswersRecordedAsGood:
     ) -> None:
         webui.inject(tamper="truncate_png", tamper_next=1)
         job = write_job(tmp_path, webui.url)
-        run(run_cli, job, None, 1)
-        run(run_cli, job, None, 0)
+        run(run_cli, job, 1)
+        run(run_cli, job, 0)
         assert [r["status"] for r in check_output(tmp_path)] == ["failed", "ok", "ok"]
 
     def test_the_pixel_limit_is_a_setting(
@@ -178,7 +175,7 @@ class TestAnswersRecordedAsGood:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         monkeypatch.setenv("SDBATCH_MAX_IMAGE_PIXELS", "1000")
-        result = run(run_cli, write_job(tmp_path, webui.url), None, 1)
+        result = run(run_cli, write_job(tmp_path, webui.url), 1)
         assert "image 0 claims 64x64 pixels, more than the limit of 1000" in result.err
         assert [r["status"] for r in check_output(tmp_path)] == ["failed"]
 
@@ -190,7 +187,7 @@ class TestAnswersRecordedAsGood:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         monkeypatch.setenv("SDBATCH_MAX_RESPONSE_BYTES", "lots")
-        result = run(run_cli, write_job(tmp_path, webui.url), None, 2)
+        result = run(run_cli, write_job(tmp_path, webui.url), 2)
         assert "SDBATCH_MAX_RESPONSE_BYTES must be a whole number" in result.err
         assert webui.requests == []
 
@@ -256,7 +253,7 @@ class TestTransport:
         tracemalloc.start()
         try:
             # sdbatch asks for no gzip (Accept-Encoding: identity); the server gzips anyway.
-            result = run(run_cli, write_job(tmp_path, webui.url), None, 1)
+            result = run(run_cli, write_job(tmp_path, webui.url), 1)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -269,7 +266,7 @@ class TestTransport:
         self, webui: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:
         webui.inject(tamper="cut", tamper_next=1)
-        run(run_cli, write_job(tmp_path, webui.url, seeds=2, batch=1), None, 0)
+        run(run_cli, write_job(tmp_path, webui.url, seeds=2, batch=1), 0)
         assert [r["status"] for r in check_output(tmp_path)] == ["ok", "ok"]
         assert txt2img_count(webui) == 3
 
@@ -277,7 +274,7 @@ class TestTransport:
         self, webui: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:
         webui.inject(tamper="cut", tamper_next=100)
-        result = run(run_cli, write_job(tmp_path, webui.url, seeds=2, batch=1), None, 1)
+        result = run(run_cli, write_job(tmp_path, webui.url, seeds=2, batch=1), 1)
         found = check_output(tmp_path)
         assert [r["status"] for r in found] == ["failed", "failed"]
         assert all("the answer was cut off after" in r["error"] for r in found)
@@ -286,7 +283,7 @@ class TestTransport:
     def test_a_slow_drip_in_preflight_ends_at_the_timeout(
         self, drip: DripServer, run_cli: RunCli, tmp_path: Path
     ) -> None:
-        result = run(run_cli, write_job(tmp_path, drip.url, timeout=1), None, 3)
+        result = run(run_cli, write_job(tmp_path, drip.url, timeout=1), 3)
         assert "the answer did not arrive in full within 1 s" in result.err
         assert not (tmp_path / "out").exists()
 
@@ -294,7 +291,7 @@ class TestTransport:
         self, drip: DripServer, run_cli: RunCli, tmp_path: Path
     ) -> None:
         job = write_job(tmp_path, drip.url, timeout=1, retries=0)
-        result = run(run_cli, job, None, 1, "--no-preflight")
+        result = run(run_cli, job, 1, "--no-preflight")
         found = check_output(tmp_path)
         assert [r["status"] for r in found] == ["failed"]
         assert "the answer did not arrive in full within 1 s" in found[0]["error"]
@@ -369,14 +366,14 @@ class TestPreflightAnswers:
         tmp_path: Path,
     ) -> None:
         webui.inject(route_answers={path: answer})
-        result = run(run_cli, write_job(tmp_path, webui.url), None, 3)
+        result = run(run_cli, write_job(tmp_path, webui.url), 3)
         assert words in result.err
         assert "secret page text" not in result.err and len(result.err) < 2000
         assert txt2img_count(webui) == 0 and not (tmp_path / "out").exists()
 
     def test_connection_refused_says_what_to_do(self, run_cli: RunCli, tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{free_port()}"
-        result = run(run_cli, write_job(tmp_path, url), None, 3)
+        result = run(run_cli, write_job(tmp_path, url), 3)
         assert "connection refused (is the webui running, with --api? --wait N" in result.err
         assert "HTTPConnectionPool" not in result.err
 
@@ -384,7 +381,7 @@ class TestPreflightAnswers:
         self, webui: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:
         webui.inject(route_answers={TXT2IMG: [502, "text/html", PAGE]})
-        result = run(run_cli, write_job(tmp_path, webui.url), None, 1)
+        result = run(run_cli, write_job(tmp_path, webui.url), 1)
         found = check_output(tmp_path)
         assert found[0]["error"].startswith("HTTP 502: an HTML page ('Sign in')")
         assert "secret page text" not in result.err + recorded_text(tmp_path)
@@ -441,14 +438,14 @@ class TestSettings:
         self, webui: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:
         before = threading.active_count()
-        result = run(run_cli, write_job(tmp_path, webui.url, concurrency=100000), None, 2)
+        result = run(run_cli, write_job(tmp_path, webui.url, concurrency=100000), 2)
         assert "server.concurrency 100000 is more than sdbatch allows" in result.err
         assert webui.requests == [] and threading.active_count() <= before + 2
 
     def test_a_port_out_of_range_is_refused_before_sending(
         self, run_cli: RunCli, tmp_path: Path
     ) -> None:
-        result = run(run_cli, write_job(tmp_path, "http://127.0.0.1:99999"), None, 2)
+        result = run(run_cli, write_job(tmp_path, "http://127.0.0.1:99999"), 2)
         assert "the port must be a number from 1 to 65535" in result.err
 
 
@@ -477,7 +474,7 @@ class TestTLS:
         self, webui: MockWebui, run_cli: RunCli, tmp_path: Path
     ) -> None:
         job = write_job(tmp_path, webui.url, verify=str(tmp_path / "no-such-ca.pem"))
-        result = run(run_cli, job, None, 2)
+        result = run(run_cli, job, 2)
         assert "server.verify: no CA bundle at" in result.err and webui.requests == []
 
     @pytest.mark.parametrize("verify", ["cert", False], ids=["bundle", "off"])
@@ -493,5 +490,5 @@ class TestTLS:
         server, cert = tls
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "elsewhere.pem"))
         chosen = str(cert) if verify == "cert" else False
-        run(run_cli, write_job(tmp_path, server.url, verify=chosen), None, 0)
+        run(run_cli, write_job(tmp_path, server.url, verify=chosen), 0)
         assert [r["status"] for r in check_output(tmp_path)] == ["ok", "ok"]

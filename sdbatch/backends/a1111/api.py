@@ -16,9 +16,14 @@ from typing import Any
 
 import requests
 
-from sdbatch.backends.a1111.attempt import NO_API_HINT
 from sdbatch.backends.a1111.responses import server_message, summarise
-from sdbatch.backends.fetch import AnswerTooLarge, CrossOriginRedirect, failure, fetch
+from sdbatch.backends.fetch import (
+    NO_API_HINT,
+    AnswerTooLarge,
+    CrossOriginRedirect,
+    failure,
+    fetch,
+)
 from sdbatch.errors import ServerError, ServerUnreachableError
 
 REQUIRED = object()  # get_json's `missing` for a route every webui has

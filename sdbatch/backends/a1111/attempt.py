@@ -27,6 +27,7 @@ from sdbatch.backends.a1111.oom import batch_size, is_out_of_memory
 from sdbatch.backends.a1111.responses import error_class, server_message
 from sdbatch.backends.a1111.wait import webui_busy
 from sdbatch.backends.fetch import (
+    NO_API_HINT,
     Answer,
     AnswerCut,
     AnswerTooLarge,
@@ -100,7 +101,6 @@ def deterministic_hint(error: str | None, message: str, payload: Mapping[str, An
 _LATER = (429, 503)
 # Statuses that fail the same way on every attempt: no such route, or not implemented.
 _NEVER = (404, 405, 501)
-NO_API_HINT = "the webui has no such API route: was it started with --api?"
 
 
 @dataclass
