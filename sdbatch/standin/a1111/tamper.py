@@ -1,8 +1,8 @@
 """Answers a broken or hostile server gives, for tests of the client's distrust.
 
-Entry points: `tampered(name, answer, headers, settings)`, which turns the txt2img answer the
+Entry points: `tampered(name, answer, headers, retry_after)`, which turns the txt2img answer the
 stand-in made into the one named (`FaultSettings.tamper`, `tamper_next` times), and
-`route_answer(settings, path)`, a fixed raw answer for any route (`FaultSettings.
+`route_answer(answers, path)`, a fixed raw answer for any route (`FaultSettings.
 route_answers`: an HTML page for /sdapi/v1/options, a 404 as without --api, a redirect...).
 Both produce a `RawAnswer` where the body is no JSON at all or the framing itself is wrong (a
 Content-Length the body never meets, a gzip bomb); server.py sends that as it is.
