@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -92,3 +93,12 @@ class OutputError(SdbatchError):
 class PicturesError(OutputError):
     """The sheets or the gallery cannot be written (read-only or full output dir, or a symlink
     where their folder should be); the images and the manifest are untouched."""
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def hide_credentials(text: str) -> str:
+    """`text` with the `user:password@` of every URL in it masked: any stage may echo a URL
+    back in a message (a schema error, a refusal), none may echo its password."""
+    return _USERINFO.sub(r"\1***@", text)

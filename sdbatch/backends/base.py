@@ -80,11 +80,15 @@ class GeneratedImage:
     infotext: str | None = None  # the parameters text embedded in the picture, if any
     # What the server says it used, by USED_FIELDS.
     used: Mapping[str, Any] = field(default_factory=dict)
+    # (width, height) as found when the backend decoded the whole image (`imagecheck`).
+    checked_size: tuple[int, int] | None = field(default=None, compare=False)
 
     @functools.cached_property
     def size(self) -> tuple[int, int]:
         """(width, height) from the image's header, read once for the writer and the
         post-check; OSError when the bytes are no image."""
+        if self.checked_size is not None:
+            return self.checked_size
         with Image.open(io.BytesIO(self.data)) as img:
             return img.size
 

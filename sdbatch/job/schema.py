@@ -19,7 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from sdbatch.errors import Problem, did_you_mean
+from sdbatch.errors import Problem, did_you_mean, hide_credentials
 
 JsonPath = Sequence[Any]  # str keys and int indices, as in ValidationError.absolute_path
 
@@ -214,7 +214,7 @@ def _to_problems(error: ValidationError, positions: Positions) -> list[Problem]:
 def _fill(template: str, error: ValidationError) -> str:
     """An `errorMessage` with the offending value, and for `multipleOf` the two nearest
     values that would pass, so the message can say the fix."""
-    text = template.replace("{instance}", repr(error.instance))
+    text = template.replace("{instance}", hide_credentials(repr(error.instance)))
     step: Any = error.validator_value
     if error.validator == "multipleOf" and isinstance(error.instance, int | float):
         below = int(error.instance // step * step)

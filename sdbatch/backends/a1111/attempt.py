@@ -22,9 +22,19 @@ from typing import Any
 
 import requests
 
+from sdbatch.backends.a1111.backoff import retry_after
 from sdbatch.backends.a1111.oom import batch_size, is_out_of_memory
 from sdbatch.backends.a1111.responses import error_class, server_message
 from sdbatch.backends.a1111.wait import webui_busy
+from sdbatch.backends.fetch import (
+    NO_API_HINT,
+    Answer,
+    AnswerCut,
+    AnswerTooLarge,
+    CrossOriginRedirect,
+    failure,
+    fetch,
+)
 
 log = logging.getLogger("sdbatch")
 
@@ -34,11 +44,12 @@ IDLE_POLL = 3.0  # between /progress polls while a timed-out job finishes
 
 
 class Transient(Exception):
-    """An attempt failed in a way another attempt may cure (connection, timeout, 5xx)."""
+    """An attempt failed in a way another attempt may cure (connection, timeout, 5xx, 429)."""
 
-    def __init__(self, message: str, *, reached: bool) -> None:
+    def __init__(self, message: str, *, reached: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.reached = reached  # did the server answer at all?
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
 
 
 class OutOfMemory(Transient):
@@ -84,6 +95,12 @@ def deterministic_hint(error: str | None, message: str, payload: Mapping[str, An
     ):
         return "enable_hr needs a denoising_strength"
     return _DETERMINISTIC.get(error or "")
+
+
+# Statuses that say "not now" (rate limit, overload); their Retry-After is honoured.
+_LATER = (429, 503)
+# Statuses that fail the same way on every attempt: no such route, or not implemented.
+_NEVER = (404, 405, 501)
 
 
 @dataclass
@@ -166,18 +183,32 @@ def post_once(
     gate.wait()
     tally.attempts += 1
     try:
-        response = session.post(base + endpoint, json=payload, timeout=timeout, headers=headers)
+        response = fetch(
+            session, "POST", base + endpoint, json=payload, timeout=timeout, headers=headers
+        )
     except requests.ConnectionError as exc:  # also a connect timeout: nothing was sent
-        raise Transient(f"cannot reach {url}: {exc}", reached=False) from exc
+        raise Transient(f"cannot reach {url}: {failure(exc, timeout)}", reached=False) from exc
     except requests.Timeout as exc:  # a read timeout: the webui has it and goes on
         tally.reached = True
         gate.hold_until_idle(session, base, timeout)
-        raise Transient(f"no answer within {timeout:g} s", reached=True) from exc
+        raise Transient(failure(exc, timeout), reached=True) from exc
+    except (AnswerTooLarge, CrossOriginRedirect) as exc:  # the same on every attempt
+        tally.reached = True
+        raise Permanent(failure(exc)) from exc
+    except (AnswerCut, requests.RequestException) as exc:  # cut off, undecodable: try again
+        tally.reached = True
+        raise Transient(failure(exc), reached=True) from exc
     tally.reached = True
     if response.status_code == 200:
         return response.content
+    return _refusal(response, payload, index, endpoint)
+
+
+def _refusal(response: Answer, payload: Mapping[str, Any], index: int, endpoint: str) -> bytes:
+    """Raise what a non-200 answer means (never returns)."""
     message = server_message(response)
-    if is_out_of_memory(response.status_code, message):
+    status = response.status_code
+    if is_out_of_memory(status, message):
         log.warning(
             "the webui ran out of GPU memory on payload %d (batch_size %d): %s",
             index,
@@ -185,7 +216,13 @@ def post_once(
             message,
         )
         raise OutOfMemory(message, reached=True)
-    if response.status_code >= 500:
+    if status in _LATER:
+        raise Transient(message, reached=True, retry_after=retry_after(response))
+    if status in _NEVER:
+        hint = NO_API_HINT if status == 404 and endpoint.startswith("/sdapi/") else None
+        hint = hint or "not retried: it fails the same way every time"
+        raise Permanent(f"{message} ({hint})")
+    if status >= 500:
         error = error_class(response)
         if error == "NansException":
             raise NotANumber(f"{message} ({NAN_HINT})", reached=True)

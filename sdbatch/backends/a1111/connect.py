@@ -22,6 +22,7 @@ from sdbatch.backends.a1111.responses import decode
 from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Response
+from sdbatch.backends.limits import Limits, limits_for
 from sdbatch.backends.session import check_url, make_session
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import Job
@@ -38,13 +39,14 @@ class Fleet:
     # Image-changing options every payload carries at the server's off-default value, though
     # the job never asked for them: key -> (value, default). Each image is marked with them.
     inherited: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def checked(self) -> bool:
         return bool(self.facts)
 
     def decode(self, response: Response) -> list[GeneratedImage]:
-        return decode(response)
+        return decode(response, max_pixels=self.limits.max_image_pixels)
 
     def postcheck(self, url: str, image: GeneratedImage) -> Mapping[str, list[Any]]:
         """What the webui says it used for this image, against what it was asked."""
@@ -89,17 +91,25 @@ def connect(
     preflight: bool = True,
     environ: Mapping[str, str] = os.environ,
 ) -> Fleet:
-    """Sessions, wait, preflight, workers. Raises JobValidationError (exit 2) when the job asks
-    a webui for something it does not have, ServerUnreachableError (exit 3) when none answers."""
+    """Sessions, wait, preflight, workers. Raises UsageError (exit 2, nothing sent) for server
+    settings that cannot work (credentials, headers, CA bundle, limits), JobValidationError
+    (exit 2) when the job asks a webui for something it does not have, ServerUnreachableError
+    (exit 3) when none answers and ServerError (exit 3) when one answers nonsense."""
     server = job.server
     urls = [check_url(url) for url in server.all_urls]
-    sessions = {url: make_session(server, auth=auth, environ=environ) for url in urls}
+    limits = limits_for(server, environ)
+    sessions = {
+        url: make_session(
+            server, auth=auth, environ=environ, max_response_bytes=limits.max_response_bytes
+        )
+        for url in urls
+    }
     if server.wait > 0:
         for url in urls:
             wait_for_server(url, server.wait, session=sessions[url])
     if not preflight:
         workers = [Worker(server, url=url, session=sessions[url]) for url in urls]
-        return Fleet(workers, {})
+        return Fleet(workers, {}, limits=limits)
     facts = _inspect(urls, sessions, timeout=min(server.timeout, 60.0))
     translations: list[Translation] = check_all(job, facts)
     workers = [
@@ -112,7 +122,7 @@ def connect(
         )
         for f, t in zip(facts, translations, strict=True)
     ]
-    return Fleet(workers, {f.url: f for f in facts}, translations[0].inherited)
+    return Fleet(workers, {f.url: f for f in facts}, translations[0].inherited, limits)
 
 
 class A1111:

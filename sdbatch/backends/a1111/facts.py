@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from sdbatch.backends.a1111.api import REQUIRED, get_json, reading
 from sdbatch.backends.a1111.installed import Installed
 from sdbatch.backends.a1111.names import (
     AUTOMATIC,
@@ -25,8 +26,6 @@ from sdbatch.backends.a1111.names import (
     Scheduler,
     label_index,
 )
-from sdbatch.backends.a1111.responses import server_message
-from sdbatch.errors import ServerError, ServerUnreachableError
 
 
 @dataclass(frozen=True)
@@ -91,55 +90,61 @@ def inspect_server(url: str, session: requests.Session, *, timeout: float = 30) 
     """Read every list preflight needs, one GET each (LoRAs, embeddings, styles and
     hypernetworks later, by `installed`, if the job names some). Raises
     `ServerUnreachableError` when the webui cannot be reached and `ServerError` when it answers
-    a required list with an error."""
-    base = url.rstrip("/")
+    a required list with an error or with something not shaped as a webui's list."""
 
     def get(path: str, *, optional: bool = False) -> Any:
-        try:
-            response = session.get(f"{base}/sdapi/v1/{path}", timeout=timeout)
-        except requests.RequestException as exc:
-            raise ServerUnreachableError(f"{url}: cannot reach the webui: {exc}") from exc
-        if optional and response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise ServerError(f"{url}: GET /sdapi/v1/{path}: {server_message(response)}")
-        return response.json()
+        missing = None if optional else REQUIRED
+        return get_json(session, url, path, timeout=timeout, missing=missing)
 
     about = get("version", optional=True)
     sdnext = about is not None
     forge = not sdnext and get("sd-modules", optional=True) is not None
-    samplers: list[dict[str, Any]] = get("samplers") or []
+    samplers: Any = get("samplers") or []
     schedulers = None if sdnext else get("schedulers", optional=True)
-    names = tuple(str(s["name"]) for s in samplers)
+    with reading(url, "samplers"):
+        names = tuple(str(s["name"]) for s in samplers)
+        aliases = {str(a): str(s["name"]) for s in samplers for a in s.get("aliases") or ()}
     legacy = not sdnext and schedulers is None and any(n.endswith(" Karras") for n in names)
     if schedulers is not None:
-        known = tuple(
-            Scheduler(s["name"], s["label"], tuple(s.get("aliases") or ())) for s in schedulers
-        )
+        with reading(url, "schedulers"):
+            known = tuple(
+                Scheduler(str(s["name"]), str(s["label"]), tuple(map(str, s.get("aliases") or ())))
+                for s in schedulers
+            )
     else:
         # v1.9.0 (a field, no list) and legacy combined names both spell the v1.10 labels.
         known = V110_SCHEDULERS
     labels = label_index(known)
     defaults = {}
-    for s in samplers:
-        default = (s.get("options") or {}).get("scheduler")
-        if default and default in labels:
-            defaults[str(s["name"])] = labels[default]
+    with reading(url, "samplers"):
+        for s in samplers:
+            default = (s.get("options") or {}).get("scheduler")
+            if isinstance(default, str) and default in labels:
+                defaults[str(s["name"])] = labels[default]
+    models, upscalers, modes, options = (
+        get(path) or () for path in ("sd-models", "upscalers", "latent-upscale-modes", "options")
+    )
+    with reading(url, "sd-models"):
+        checkpoints = tuple(Checkpoint.from_json(m) for m in models)
+    with reading(url, "upscalers"):
+        upscaler_names = tuple(str(u["name"]) for u in upscalers)
+    with reading(url, "latent-upscale-modes"):
+        latent_modes = tuple(str(m["name"]) for m in modes)
+    with reading(url, "options"):
+        settings = MappingProxyType(dict(options))
     return ServerFacts(
         url=url,
         flavour="sdnext" if sdnext else "forge" if forge else "a1111",
         has_scheduler_field=not (sdnext or legacy),
         sampler_names=names,
-        sampler_aliases=MappingProxyType(
-            {str(a): str(s["name"]) for s in samplers for a in s.get("aliases") or ()}
-        ),
+        sampler_aliases=MappingProxyType(aliases),
         sampler_defaults=MappingProxyType(defaults),
         case_insensitive=sdnext,
         schedulers=known,
-        checkpoints=tuple(Checkpoint.from_json(m) for m in get("sd-models") or ()),
-        upscalers=tuple(str(u["name"]) for u in get("upscalers") or ()),
-        latent_modes=tuple(str(m["name"]) for m in get("latent-upscale-modes") or ()),
-        options=MappingProxyType(dict(get("options") or {})),
+        checkpoints=checkpoints,
+        upscalers=upscaler_names,
+        latent_modes=latent_modes,
+        options=settings,
         version=_version(about),
         installed=Installed(url, session, timeout=timeout),
     )

@@ -18,7 +18,9 @@ from typing import Any
 
 import requests
 
+from sdbatch.backends.a1111.api import get_json, reading
 from sdbatch.backends.a1111.responses import server_message
+from sdbatch.backends.fetch import failure, fetch
 from sdbatch.errors import ServerError, ServerUnreachableError
 
 log = logging.getLogger("sdbatch")
@@ -87,16 +89,9 @@ class Installed:
     def _get(self, path: str) -> Any:
         """The list, or None when the webui has no such route (404: the extension is off)."""
         if path not in self._lists:
-            try:
-                response = self._session.get(f"{self._base}/sdapi/v1/{path}", timeout=self._timeout)
-            except requests.RequestException as exc:
-                raise ServerUnreachableError(f"{self.url}: cannot reach the webui: {exc}") from exc
-            if response.status_code == 404:
-                self._lists[path] = None
-            elif response.status_code != 200:
-                raise ServerError(f"{self.url}: GET /sdapi/v1/{path}: {server_message(response)}")
-            else:
-                self._lists[path] = response.json()
+            self._lists[path] = get_json(
+                self._session, self.url, path, timeout=self._timeout, missing=None
+            )
         return self._lists[path]
 
     def _refresh(self, route: str, listing: str) -> None:
@@ -105,17 +100,22 @@ class Installed:
             return
         self._refreshed.add(route)
         try:
-            response = self._session.post(f"{self._base}/sdapi/v1/{route}", timeout=self._timeout)
+            answer = fetch(
+                self._session, "POST", f"{self._base}/sdapi/v1/{route}", timeout=self._timeout
+            )
         except requests.RequestException as exc:
-            raise ServerUnreachableError(f"{self.url}: cannot reach the webui: {exc}") from exc
-        if response.status_code != 200:
-            log.debug("%s: POST /sdapi/v1/%s: %s", self.url, route, server_message(response))
+            raise ServerUnreachableError(
+                f"{self.url}: cannot reach the webui: {failure(exc)}"
+            ) from exc
+        if answer.status_code != 200:
+            log.debug("%s: POST /sdapi/v1/%s: %s", self.url, route, server_message(answer))
             return  # nothing was rescanned: the list read before still holds
         self._lists.pop(listing, None)
 
     def loras(self) -> Loras | None:
         listed = self._get("loras")
-        return None if listed is None else Loras.from_json(listed)
+        with reading(self.url, "loras"):
+            return None if listed is None else Loras.from_json(listed)
 
     def refresh_loras(self) -> Loras | None:
         self._refresh("refresh-loras", "loras")
@@ -128,7 +128,8 @@ class Installed:
         except ServerError as exc:
             log.debug("%s", exc)
             return None
-        return None if listed is None else Embeddings.from_json(listed)
+        with reading(self.url, "embeddings"):
+            return None if listed is None else Embeddings.from_json(listed)
 
     def refresh_embeddings(self) -> Embeddings | None:
         # The webui runs this rescan under its queue lock, so it waits for a running
@@ -141,8 +142,10 @@ class Installed:
 
     def styles(self) -> tuple[str, ...] | None:
         listed = self._get("prompt-styles")
-        return None if listed is None else tuple(str(s.get("name")) for s in listed)
+        with reading(self.url, "prompt-styles"):
+            return None if listed is None else tuple(str(s.get("name")) for s in listed)
 
     def hypernetworks(self) -> tuple[str, ...] | None:
         listed = self._get("hypernetworks")
-        return None if listed is None else tuple(str(h.get("name")) for h in listed)
+        with reading(self.url, "hypernetworks"):
+            return None if listed is None else tuple(str(h.get("name")) for h in listed)

@@ -14,6 +14,7 @@ from typing import Any
 import requests
 import tenacity
 
+from sdbatch.backends.fetch import fetch
 from sdbatch.errors import ServerUnreachableError
 
 _log = logging.getLogger("sdbatch")
@@ -48,7 +49,14 @@ def wait_for_server(
         return seconds - (clock() - start)
 
     def probe() -> None:
-        http.get(probe_url, timeout=max(0.1, min(PROBE_TIMEOUT, remaining())))
+        # Any answer will do: its body is never read, and a redirect is an answer too.
+        answer = http.get(
+            probe_url,
+            timeout=max(0.1, min(PROBE_TIMEOUT, remaining())),
+            stream=True,
+            allow_redirects=False,
+        )
+        answer.close()
 
     def report(state: tenacity.RetryCallState) -> None:
         nonlocal logged_at
@@ -81,7 +89,7 @@ def wait_for_server(
 def _state(session: requests.Session, url: str) -> dict[str, Any] | None:
     """/progress's `state`, or None when it cannot be had."""
     try:
-        response = session.get(url.rstrip("/") + PROBE, timeout=PROBE_TIMEOUT)
+        response = fetch(session, "GET", url.rstrip("/") + PROBE, timeout=PROBE_TIMEOUT)
         state = response.json().get("state") if response.status_code == 200 else None
     except (requests.RequestException, ValueError, AttributeError):
         return None
@@ -101,4 +109,5 @@ def sampling_step(session: requests.Session, url: str) -> str | None:
     if not state or not state.get("job_count"):
         return None
     step, steps = state.get("sampling_step"), state.get("sampling_steps")
-    return f"step {step}/{steps}" if isinstance(steps, int) and steps > 0 else None
+    counted = isinstance(step, int) and isinstance(steps, int) and steps > 0
+    return f"step {step}/{steps}" if counted else None

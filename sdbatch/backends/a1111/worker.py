@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -33,10 +34,12 @@ from sdbatch.backends.a1111.attempt import (
     Transient,
     post_once,
 )
+from sdbatch.backends.a1111.backoff import wait_before_retry
 from sdbatch.backends.a1111.oom import OOM_RETRIES, batch_size, split_batch
 from sdbatch.backends.a1111.responses import server_message
 from sdbatch.backends.a1111.wait import sampling_step, webui_busy
 from sdbatch.backends.base import Outcome, Response
+from sdbatch.backends.fetch import failure, fetch
 from sdbatch.backends.inputs import InputChanged, attach
 from sdbatch.backends.session import generation_headers, make_session
 from sdbatch.errors import ServerUnreachableError
@@ -47,11 +50,17 @@ log = logging.getLogger("sdbatch")
 
 INTERRUPT = "/sdapi/v1/interrupt"
 INTERRUPT_TIMEOUT = 5.0
-# Exponential backoff with jitter between attempts, in seconds.
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
 # A model can make NaNs only now and then (a random seed's bad luck); a second NaN is final.
 NAN_RETRIES = 1
+
+
+@dataclass
+class _Split:
+    """Shared by the parts of one split payload. Once a single image has run out of memory
+    for good, splitting the rest further is pointless: each remaining part is sent once as it
+    is (it may still fit), and fails on its first out-of-memory error."""
+
+    hopeless: str | None = None
 
 
 class Worker:
@@ -102,9 +111,11 @@ class Worker:
         """Ask the webui to stop the job it is running (best effort, never raises). It stops
         only the current job; one queued behind it still runs (a1111-api.md §3)."""
         try:
-            response = self.session.post(self._base + INTERRUPT, timeout=INTERRUPT_TIMEOUT)
+            response = fetch(
+                self.session, "POST", self._base + INTERRUPT, timeout=INTERRUPT_TIMEOUT
+            )
         except requests.RequestException as exc:
-            log.warning("could not interrupt the webui at %s: %s", self.url, exc)
+            log.warning("could not interrupt the webui at %s: %s", self.url, failure(exc))
             return
         if response.status_code >= 300:  # A1111 answers 200 {}, SD.Next 204
             log.warning("interrupting the webui failed: %s", server_message(response))
@@ -120,9 +131,10 @@ class Worker:
         payload: Mapping[str, Any],
         tally: Tally,
         wire: Mapping[str, Any],
+        oom_retries: int = OOM_RETRIES,
     ) -> bytes:
         """One payload with retries. An out-of-memory error of a splittable batch is raised at
-        once; at batch_size 1 it gets OOM_RETRIES retries, other 5xx server.retries. `wire`
+        once; at batch_size 1 it gets `oom_retries` retries, other 5xx server.retries. `wire`
         replaces fields of `payload` on the wire only: the pictures' bytes for their stamps."""
         sent = {**payload, **wire} if wire else payload
         endpoint = IMG2IMG if item.input is not None else TXT2IMG
@@ -131,13 +143,13 @@ class Worker:
 
         def retry(exc: BaseException) -> bool:
             if isinstance(exc, OutOfMemory):
-                return not splittable and ooms <= OOM_RETRIES
+                return not splittable and ooms <= oom_retries
             if isinstance(exc, NotANumber):
                 return nans <= NAN_RETRIES
             return isinstance(exc, Transient) and others <= self.server.retries
 
         retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX),
+            wait=wait_before_retry,
             retry=tenacity.retry_if_exception(retry),
             sleep=self._sleep,
             before_sleep=self._log_retry,
@@ -176,17 +188,23 @@ class Worker:
         tally: Tally,
         responses: list[Response],
         wire: Mapping[str, Any],
+        split: _Split,
     ) -> list[str]:
         """Send a payload, splitting it on out of memory; collect responses in image order and
         return the errors of the parts that failed. A part that exhausts its retries on a
         timeout or connection error raises: the other parts would only fare the same."""
+        retries = OOM_RETRIES if split.hopeless is None else 0
         try:
-            responses.append(Response(payload, first, self._post(item, payload, tally, wire)))
+            body = self._post(item, payload, tally, wire, oom_retries=retries)
+            responses.append(Response(payload, first, body))
             return []
         except Permanent as exc:
             return [str(exc)]
         except OutOfMemory as exc:
             if batch_size(payload) < 2:
+                split.hopeless = split.hopeless or str(exc)
+                return [str(exc)]
+            if split.hopeless is not None:
                 return [str(exc)]
         parts = split_batch(payload)
         log.info(
@@ -199,7 +217,7 @@ class Worker:
         errors: list[str] = []
         for part in parts:
             first_part = first + part.first_image
-            errors += self._send(item, part.payload, first_part, tally, responses, wire)
+            errors += self._send(item, part.payload, first_part, tally, responses, wire, split)
         return errors
 
     def submit(self, item: PlannedPayload) -> Outcome:
@@ -221,7 +239,7 @@ class Worker:
         if attached is not None:  # the manifest keeps names and hashes, not the bytes
             payload, wire = {**payload, **attached.recorded}, attached.wire
         try:
-            errors = self._send(item, payload, 0, tally, responses, wire)
+            errors = self._send(item, payload, 0, tally, responses, wire, _Split())
         except Transient as exc:
             if not tally.reached:
                 raise ServerUnreachableError(

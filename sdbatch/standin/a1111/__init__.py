@@ -16,7 +16,8 @@ validation, request model, error shapes, info keys, routes); `substitute={"sampl
 silently replaces a requested value; `.model_loads` counts checkpoint switches.
 
 Tests inject faults (500s and other statuses, connection resets, hangs, random rates,
-out-of-memory errors above a batch size or for given seeds, long jobs) through
+out-of-memory errors above a batch size or for given seeds, long jobs, answers spoiled after they
+were made and fixed raw answers by route, as a broken or hostile server gives them) through
 `MockWebui.inject(...)` or `POST /mock/faults`, and read what happened from `.requests`,
 `.generated` (both with server-clock times) and `.busy_seconds` or `GET /mock/log`.
 

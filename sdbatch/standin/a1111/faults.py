@@ -1,5 +1,6 @@
 """Fault injection for tests: failed, reset and hung txt2img requests, counted or at random;
-out-of-memory errors that depend on the request; and jobs that run long.
+out-of-memory errors that depend on the request; jobs that run long; answers spoiled after
+they were made, and fixed raw answers for any route (tamper.py).
 
 Faults only hit `POST /sdapi/v1/txt2img`, so health checks and progress polls never use one up.
 Failures, resets and hangs are decided after the body is read and before validation and the
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from sdbatch.standin.a1111.errors import ApiError, http_exception, webui_exception
+from sdbatch.standin.a1111.tamper import TAMPER_NAMES
 
 FaultKind = Literal["fail", "reset", "hang"]
 
@@ -47,18 +49,31 @@ class FaultSettings:
     # /progress shows them busy meanwhile: a long generation, where a hang is a network stall.
     slow_next: int = 0
     slow_seconds: float = 5.0
+    # The next `tamper_next` txt2img answers are made, then spoiled as `tamper` names
+    # (tamper.py: a truncated PNG, no images, garbage seeds, an HTML page, a cut body...).
+    tamper: str = ""
+    tamper_next: int = 0
+    retry_after: int = 1  # the Retry-After of the "rate_limit" tamper, in seconds
+    # Fixed raw answers by path, for any request: {path: [status, content type, body, {hdrs}]}.
+    route_answers: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
     return list(value) if isinstance(value, tuple) else value
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name == "oom_seeds":
         return tuple(int(seed) for seed in value)
+    if name == "route_answers":
+        return {str(path): tuple(spec) for path, spec in dict(value).items()}
+    if name == "tamper" and value and value not in TAMPER_NAMES:
+        raise ValueError(f"unknown tamper {value!r}; one of {', '.join(sorted(TAMPER_NAMES))}")
     return type(getattr(FaultSettings, name))(value)
 
 
@@ -144,6 +159,15 @@ class FaultInjector:
         error = webui_exception("OutOfMemoryError", OOM_MESSAGE)
         error.fault = "oom"
         return error
+
+    def take_tamper(self) -> str | None:
+        """The tamper for the txt2img answer being made, if one is due (counted down)."""
+        with self._lock:
+            s = self._settings
+            if s.tamper_next <= 0 or not s.tamper:
+                return None
+            self._settings = replace(s, tamper_next=s.tamper_next - 1)
+            return s.tamper
 
     def take_slow(self) -> float:
         """Extra seconds for the job that just took the queue lock (0 when none are due)."""

@@ -65,8 +65,9 @@ class Observation:
     def inject(self, *, seed: int | None = None, **settings: Any) -> FaultSettings:
         """Set any subset of the FaultSettings fields (fail_next, fail_status, fail_error,
         fail_message, reset_next, hang_next, hang_seconds, fail_rate, reset_rate,
-        oom_above_batch, oom_seeds, slow_next, slow_seconds); the others keep their values.
-        `seed` reseeds the dice behind fail_rate/reset_rate."""
+        oom_above_batch, oom_seeds, slow_next, slow_seconds, tamper, tamper_next, retry_after,
+        route_answers); the others keep their values. `seed` reseeds the dice behind
+        fail_rate/reset_rate."""
         return self._faults.update(seed=seed, **settings)
 
     @property

@@ -11,12 +11,13 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sdbatch.standin.a1111 import extranets, img2img, model
 from sdbatch.standin.a1111.errors import ApiError, Dropped, http_exception
 from sdbatch.standin.a1111.host import Host
+from sdbatch.standin.a1111.tamper import tampered
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Request:
     raw: bytes
     content_type: str | None
     authorization: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)  # all of them, for tamper.py
 
 
 @dataclass
@@ -82,6 +84,10 @@ def txt2img(webui: Host, req: Request, out: Outcome) -> Any:
     else:
         response, seeds = webui.txt2img(model.validate(body, webui.behaviour.fields, v2))
     out.seeds, out.images = seeds, len(response["images"])
+    spoil = webui.faults.take_tamper()  # only an answer that was made can be spoiled
+    if spoil is not None:
+        out.fault = f"tamper:{spoil}"
+        return tampered(spoil, response, req.headers, webui.faults.settings.retry_after)
     return response
 
 

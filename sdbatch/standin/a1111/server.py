@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ from sdbatch.standin.a1111.errors import (
 )
 from sdbatch.standin.a1111.host import Host
 from sdbatch.standin.a1111.records import LoggedRequest
+from sdbatch.standin.a1111.tamper import RawAnswer, route_answer
 
 log = logging.getLogger("sdbatch.standin.a1111")
 
@@ -65,6 +67,14 @@ class MockHTTPServer(ThreadingHTTPServer):
     def untrack(self, conn: socket.socket) -> None:
         with self._connections_lock:
             self._connections.discard(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (its size limit or deadline hit) is no server
+        error worth a traceback on stderr."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("stand-in webui: %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
         """Wake every handler blocked on a keep-alive read by shutting its socket down."""
@@ -141,12 +151,15 @@ class Handler(BaseHTTPRequestHandler):
             raw=raw,
             content_type=self.headers.get("content-type"),
             authorization=self.headers.get("authorization"),
+            headers=dict(self.headers.items()),
         )
         outcome = routes.Outcome()
         headers: dict[str, str] = {}
         status: int | None
         try:
             status, payload = 200, self._dispatch(webui, request, outcome)
+            if isinstance(payload, RawAnswer):  # a tamper or a fixed answer (tamper.py)
+                status = payload.status
         except ApiError as exc:
             status, payload, headers = self._error(webui, exc)
             outcome.fault = outcome.fault or exc.fault
@@ -182,6 +195,10 @@ class Handler(BaseHTTPRequestHandler):
         return exc.status, payload, headers
 
     def _dispatch(self, webui: Host, request: routes.Request, out: routes.Outcome) -> Any:
+        fixed = route_answer(webui.faults.settings.route_answers, request.path)
+        if fixed is not None:
+            out.fault = "route_answer"
+            return fixed
         methods = webui.routes.get(request.path)
         if methods is None:
             raise not_found()
@@ -194,6 +211,9 @@ class Handler(BaseHTTPRequestHandler):
         return handler(webui, request, out)
 
     def _send(self, status: int, payload: Any, elapsed: float, headers: Mapping[str, str]) -> None:
+        if isinstance(payload, RawAnswer):
+            self._send_raw(payload)
+            return
         if payload is routes.NO_CONTENT:
             status, data = 204, b""
         else:
@@ -216,6 +236,25 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:  # the client went away (e.g. its timeout fired): nothing to tell it
             self.close_connection = True
+
+    def _send_raw(self, answer: RawAnswer) -> None:
+        """Bytes as they are; a Content-Length the body does not meet ends the connection."""
+        length = len(answer.data) if answer.declared_length is None else answer.declared_length
+        try:
+            self.send_response(answer.status)
+            self.send_header("content-type", answer.content_type)
+            self.send_header("content-length", str(length))
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer.data)
+            self.wfile.flush()
+        except OSError:
+            pass  # the client went away
+        if length != len(answer.data):
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     def _reset(self) -> None:
         """Close with RST and no answer; the client sees a connection reset."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,8 +57,10 @@ class MockWebui(Observation):
         behaviour: str | Behaviour = "v1.10",
         substitute: Mapping[str, str] | None = None,
         model_load_delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port, self.auth = host, port, auth
+        self.tls = tls  # serve https with this server context (tests of TLS settings)
         self.step_delay, self.image_delay = step_delay, image_delay
         self.noise = noise  # pictures that do not compress, as big as real ones
         chosen = behaviours.get(behaviour) if isinstance(behaviour, str) else behaviour
@@ -93,6 +96,8 @@ class MockWebui(Observation):
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> MockWebui:
         httpd = MockHTTPServer((self.host, self.port), self)
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -126,7 +131,7 @@ class MockWebui(Observation):
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     # -- models ----------------------------------------------------------------------------
     def checkpoint(self, alias: str) -> Checkpoint | None:

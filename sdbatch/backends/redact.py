@@ -1,0 +1,76 @@
+"""Secrets out of every text a server may have written: one `redact(text)` for all of it.
+
+Entry point: `redact(text) -> str`. `remember(*values)` registers the secret values of a run
+(the Basic-auth password and its token, header values taken from the environment, header
+values of credential-like headers) when its sessions are built. Why one registry: a webui or
+a proxy in front of it may echo the request back in an error body, and that text flows into
+exception messages, manifest rows, the summary, the gallery and the log; redacting where the
+text enters (server messages, exception texts) and once more on the way into the log is
+simpler than tracking every path out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sdbatch.errors import hide_credentials
+
+MASK = "***"
+# Shorter values are left alone: masking every "ab" in every message would mangle the text
+# and protect little (a secret that short is guessed faster than read).
+MIN_SECRET_LENGTH = 4
+
+_lock = threading.Lock()
+_secrets: tuple[str, ...] = ()  # longest first, so a secret's prefix never unmasks the rest
+
+
+def remember(*values: str) -> None:
+    """Register secret values; each is masked from then on, in every thread."""
+    global _secrets
+    fresh = {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+    with _lock:
+        _secrets = tuple(sorted(set(_secrets) | fresh, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret and every URL's userinfo replaced by `***`."""
+    if "@" in text:
+        text = hide_credentials(text)  # `scheme://user:password@host`, whoever registered it
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def scrub(value: Any) -> Any:
+    """A JSON value (a server's `info`) with `redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in every record of the logger it is on (the log file included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def guard_log(name: str = "sdbatch") -> None:
+    """Put the filter on sdbatch's logger once."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
