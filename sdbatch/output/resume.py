@@ -216,12 +216,12 @@ def _intact(out_dir: Path, out_fd: int, row: Mapping[str, Any], verify: bool) ->
     a link, a FIFO or device): never opened, so never read or waited on."""
     name = row.get("file")
     if isinstance(name, str) and "/" not in name:
-        # The usual name, of a file right in the dir: one lstat from the open dir, no path to
-        # build and walk (a 10^6-row resume does this 10^6 times).
+        # The usual name, of a file right in the dir: one lstat from the open dir, and no path
+        # built unless it must be read (a 10^6-row resume does this 10^6 times).
         st = lstat_at(out_fd, check_name(name))
         if st is None:
             return False
-        path = out_dir / name
+        path = None
     else:
         path = inside(out_dir, name)
         try:
@@ -230,6 +230,7 @@ def _intact(out_dir: Path, out_fd: int, row: Mapping[str, Any], verify: bool) ->
             return False
     if not verify and st.st_size == row.get("size") and st.st_mtime_ns == row.get("mtime_ns"):
         return True
+    path = path or out_dir / str(name)
     digest = hashlib.sha256()
     try:
         with os.fdopen(open_regular(path), "rb") as fh:

@@ -38,7 +38,9 @@ def check_name(name: object) -> str:
         raise UnsafePath(f"{name!r} is not a plain file name")
     if name.startswith("/"):  # plain string tests: this runs for every row of a resume
         raise UnsafePath(f"{name!r} is an absolute path, outside the output dir")
-    if any(part in ("..", ".", "") for part in name.split("/")):
+    if name in (".", "..") or (
+        "/" in name and any(part in ("..", ".", "") for part in name.split("/"))
+    ):
         raise UnsafePath(f"{name!r} leads outside the output dir")
     return name
 
