@@ -42,6 +42,11 @@ def _schema_text() -> str:
     return source.read_text(encoding="utf-8")
 
 
+def schema_text() -> str:
+    """The schema file's text, as shipped (`sdbatch schema` prints it)."""
+    return _schema_text()
+
+
 @functools.cache
 def load_schema() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(_schema_text())
