@@ -3,6 +3,10 @@
 Entry point: `load_job(path) -> Job`. Every problem is collected and raised at once as a
 `JobValidationError` whose `Problem`s carry `file:line:col` positions. The schema and its error
 mapping live in `jobschema`, the rules a schema cannot express in `jobrules`.
+
+A hostile file is refused before it costs anything: `safeload` reads only regular files, up to a
+byte limit, and composes the YAML under node, alias and depth limits; `limits` checks the values
+a schema lets through and counts the images the job plans before anything is expanded.
 """
 
 from __future__ import annotations

@@ -135,9 +135,15 @@ class TestAliasBomb:
         refused(run_cli, webui, write(tmp_path, text), tmp_path, "alias bomb")
 
     def test_aliases_of_ordinary_size_still_work(self, run_cli: RunCli, tmp_path: Path) -> None:
-        text = "defaults: &d {steps: 20}\nprompts:\n  - {prompt: a, <<: *d}\n  - b\nname: t\n"
-        result = bounded(run_cli, "validate", str(write(tmp_path, text)), expect=0)
-        assert "ok" in result.err
+        # 9 x 9 x 9 values: a big but honest use of aliases passes; one level more does not
+        text = "prompts: [a cat]\nextra_fields:\n  a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
+        text += "".join(f"  {n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in ["ab", "bc"])
+        assert bounded(run_cli, "validate", str(write(tmp_path, text))).code == 0
+        text += "".join(
+            f"  {n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in ["cd", "de", "ef"]
+        )
+        result = bounded(run_cli, "validate", str(write(tmp_path, text)))
+        assert result.code == 2 and "alias bomb" in result.err
 
 
 # --- sizes: job file, prompts, nesting, numbers ---------------------------------------------
@@ -178,7 +184,11 @@ class TestSizes:
             tmp_path, job_text(prompts_file="p.txt", limits={"max_prompts_file_bytes": 50})
         )
         result = bounded(run_cli, "validate", str(small))
-        assert result.code == 2 and "max_prompts_file_bytes" in result.err
+        assert result.code == 2
+        assert (
+            "over the limit of 50 bytes for a prompts_file (limits.max_prompts_file_bytes)"
+            in result.err
+        )
         (tmp_path / "job.yaml").write_text(job_text(prompts_file="p.txt"))
         assert bounded(run_cli, "validate", str(small)).code == 0
 
@@ -299,11 +309,7 @@ class TestValues:
     @pytest.mark.parametrize(
         ("defaults", "needle"),
         [
-            ({"steps": 0}, "steps must be 1 or more"),
-            ({"steps": -5}, "steps must be 1 or more"),
             ({"steps": 100000}, "steps 100000 is over 500"),
-            ({"width": 0}, "width 0 is too small"),
-            ({"height": -64}, "height -64 is too small"),
             ({"width": 100000}, "width 100000 is over 16384"),
             ({"cfg_scale": -3}, "-3 is less than the minimum of 0"),
             ({"cfg_scale": 500}, "cfg_scale is 0 to 100"),
@@ -321,6 +327,18 @@ class TestValues:
     ) -> None:
         job = write(tmp_path, job_text(defaults=defaults))
         refused(run_cli, webui, job, tmp_path, f"$.defaults.{next(iter(defaults))}", needle)
+
+    def test_every_nonsense_number_at_once(self, run_cli: RunCli, tmp_path: Path) -> None:
+        defaults = {"steps": 0, "width": 0, "height": -64, "cfg_scale": -3, "eta": -1}
+        job = write(tmp_path, job_text(defaults=defaults, grid={"steps": [20, 0, 999]}))
+        result = bounded(run_cli, "validate", str(job))
+        assert result.code == 2
+        found = {line.split(": ")[1] for line in result.err.splitlines()[1:]}
+        assert found == {
+            *(f"$.defaults.{name}" for name in defaults),
+            "$.grid.steps[1]",
+            "$.grid.steps[2]",
+        }
 
     @pytest.mark.parametrize(
         ("text", "where"),
@@ -340,17 +358,10 @@ class TestValues:
         job = write(tmp_path, "name: t\nprompts: [a cat]\n" + text)
         refused(run_cli, webui, job, tmp_path, where, "is not a finite number")
 
-    def test_1e309_without_a_dot_is_text_to_yaml(
-        self, run_cli: RunCli, webui: MockWebui, tmp_path: Path
-    ) -> None:
-        job = write(tmp_path, "prompts: [a cat]\ndefaults:\n  cfg_scale: 1e309\n")
-        refused(run_cli, webui, job, tmp_path, ":3:14:", "'1e309' is not of type 'number'")
-
     @pytest.mark.parametrize(
         ("seeds", "needle"),
         [
             ([1, 4294967295], "$.seeds[1]: seed 4294967295 is past 4294967294"),
-            ([-1], "$.seeds[0]: -1 is less than the minimum of 0"),
             ({"start": 4294967290, "count": 10}, "seeds 4294967290..4294967299 go past"),
             ({"count": 5, "random_seed": 2**70}, "$.seeds.random_seed"),
         ],
@@ -363,6 +374,8 @@ class TestValues:
     def test_the_largest_seeds_still_pass(self, run_cli: RunCli, tmp_path: Path) -> None:
         job = write(tmp_path, job_text(seeds={"start": 4294967290, "count": 5}))
         assert "4294967294" in bounded(run_cli, "plan", str(job), expect=0).out
+        write(tmp_path, job_text(seeds={"start": 4294967290, "count": 6}))
+        assert bounded(run_cli, "plan", str(job)).code == 2
 
 
 # --- unicode in prompts -----------------------------------------------------------------------
@@ -401,16 +414,12 @@ class TestUnicode:
     def test_an_escaped_separator_in_a_yaml_prompt(
         self, run_cli: RunCli, webui: MockWebui, tmp_path: Path
     ) -> None:
-        job = write(tmp_path, 'prompts:\n  - "a red\\u2028cow"\n')
-        refused(run_cli, webui, job, tmp_path, ":2:5: $.prompts[0]: U+2028")
-
-    def test_tabs_and_newlines_in_a_yaml_prompt_are_fine(
-        self, run_cli: RunCli, tmp_path: Path
-    ) -> None:
-        job = write(tmp_path, 'prompts:\n  - "a\\tcat"\n  - |\n    two\n    lines\n')
-        result = bounded(run_cli, "plan", str(job), "--json", expect=0)
-        prompts = [json.loads(line)["prompt"] for line in result.out.splitlines()]
-        assert prompts == ["a\tcat", "two\nlines\n"]
+        # Tabs and the newlines of a block scalar are ordinary prompt text; U+2028 is not.
+        text = 'prompts:\n  - "a\\tcat"\n  - |\n    two\n    lines\n  - "a red\\u2028cow"\n'
+        result = refused(
+            run_cli, webui, write(tmp_path, text), tmp_path, ":6:5: $.prompts[2]: U+2028"
+        )
+        assert len(result.err.splitlines()) == 2  # the header and this one problem
 
 
 # --- server.url and the server section --------------------------------------------------------
@@ -427,9 +436,7 @@ class TestServer:
             ({"url": "file:///etc/passwd"}, "server.url must look like http(s)://"),
             ({"concurrency": 100000}, "concurrency is 1 to 64"),
             ({"retries": 10**6}, "retries is 0 to 100"),
-            ({"timeout": 0}, "$.server.timeout: 0 is less than or equal to the minimum of 0"),
             ({"timeout": 10**9}, "timeout is at most 86400 seconds"),
-            ({"wait": -1}, "$.server.wait: -1 is less than the minimum of 0"),
             ({"headers": {"X-Token": "a\r\nHost: evil"}}, "cannot hold a line break"),
         ],
     )
@@ -456,9 +463,8 @@ class TestServer:
 
 
 class TestNames:
-    @pytest.mark.parametrize(
-        "name", ["..", ".", "a/b", "../../etc", "a\\b", "a\x00b", "tab\there", "x" * 101]
-    )
+    # "..", "." and names with "/" or "\\" were refused before (tests/data/jobs/invalid).
+    @pytest.mark.parametrize("name", ["a\x00b", "tab\there", "del\x7f", "x" * 101])
     def test_an_unsafe_name_field(
         self, run_cli: RunCli, webui: MockWebui, tmp_path: Path, name: str
     ) -> None:
@@ -477,12 +483,8 @@ class TestNames:
         assert f"{job}:1:1: $: the job is named after its file, '..'" in result.err
         assert "add a name: line" in result.err
         assert list(cwd.iterdir()) == [] and webui.requests == []
-
-    def test_a_safe_name_from_the_file_name_still_works(
-        self, run_cli: RunCli, tmp_path: Path
-    ) -> None:
-        job = write(tmp_path, "prompts: [a cat]\n", "my.cats.yaml")
-        assert bounded(run_cli, "validate", str(job)).code == 0
+        job.rename(tmp_path / "my.cats.yaml")  # a name with dots, but one safe component
+        assert bounded(run_cli, "validate", str(tmp_path / "my.cats.yaml")).code == 0
 
 
 # --- YAML messages for new users --------------------------------------------------------------
@@ -508,9 +510,11 @@ class TestYamlMessages:
     def test_a_prompt_mapping_with_a_typo_is_still_a_typo(
         self, run_cli: RunCli, tmp_path: Path
     ) -> None:
-        job = write(tmp_path, "prompts:\n  - {prompt: a cat, stesp: 20}\n")
-        result = bounded(run_cli, "validate", str(job))
-        assert "did you mean 'steps'" in result.err and "quotes" not in result.err
+        text = "prompts:\n  - {prompt: a cat, stesp: 20}\n  - a dog: in the rain\n"
+        result = bounded(run_cli, "validate", str(write(tmp_path, text)))
+        first, second = result.err.splitlines()[1:]
+        assert ":2:" in first and "did you mean 'steps'" in first and "quotes" not in first
+        assert ":3:" in second and "put this prompt in quotes" in second
 
     def test_an_unclosed_quote_is_reported_where_it_opens(
         self, run_cli: RunCli, tmp_path: Path
