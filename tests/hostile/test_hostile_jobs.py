@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import threading
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +136,16 @@ class TestAliasBomb:
         refused(run_cli, webui, write(tmp_path, text), tmp_path, "alias bomb")
 
     def test_aliases_of_ordinary_size_still_work(self, run_cli: RunCli, tmp_path: Path) -> None:
-        # 9 x 9 x 9 values: a big but honest use of aliases passes; one level more does not
+        # 9 x 9 x 9 values: a big but honest use of aliases passes; three levels more do not
+        def levels(names: str) -> str:
+            return "".join(
+                f"  {n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in pairwise(names)
+            )
+
         text = "prompts: [a cat]\nextra_fields:\n  a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
-        text += "".join(f"  {n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in ["ab", "bc"])
+        text += levels("abc")
         assert bounded(run_cli, "validate", str(write(tmp_path, text))).code == 0
-        text += "".join(
-            f"  {n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in ["cd", "de", "ef"]
-        )
+        text += levels("cdef")
         result = bounded(run_cli, "validate", str(write(tmp_path, text)))
         assert result.code == 2 and "alias bomb" in result.err
 
