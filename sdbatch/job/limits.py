@@ -28,7 +28,7 @@ SEED_MAX = 4294967294  # the webui's own seeds come from randrange(4294967294)
 
 @dataclass(frozen=True)
 class Limits:
-    """`limits:`; the defaults are the schema's (`$defs.limits`)."""
+    """`limits:`; the defaults are the schema's (`properties.limits`)."""
 
     max_images: int = 1_000_000  # images one job may plan
     max_prompt_bytes: int = 65_536  # UTF-8 bytes of one prompt

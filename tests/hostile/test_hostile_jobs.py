@@ -300,6 +300,27 @@ class TestCounts:
         write(tmp_path, job_text(grid=grid, limits={"max_images": 3000}))
         assert bounded(run_cli, "plan", str(low), "--limit", "1").out.startswith("2500 payloads")
 
+    def test_the_limit_counts_what_the_plan_counts(self, run_cli: RunCli, tmp_path: Path) -> None:
+        job: dict[str, Any] = {
+            "vars": {"animal": ["cat", "dog", "cow"]},
+            "prompts": ["a {animal}", {"prompt": "a {red|blue|green} car", "n_iter": 2}, "x"],
+            "grid": {"batch_size": [1, 2], "steps": [10, 20]},
+            "zip": {"width": [512, 768], "height": [768, 512]},
+            "defaults": {"negative_prompt": "{ugly|bad}"},
+            "seeds": {"count": 3},
+        }
+        path = write(tmp_path, job_text(**job))
+        header = bounded(run_cli, "plan", str(path), "--limit", "0", expect=0).out
+        images = int(header.split(" payloads, ")[1].split(" images")[0])
+        # by hand: batch_size weighs 1 + 2, steps 2, zip 2, seeds 3; per prompt (x 2 for the
+        # negative prompt's variants): 3 animals, 3 colours x n_iter 2, and 1
+        assert images == 3 * 2 * 2 * 3 * (3 * 2 + 3 * 2 * 2 + 1 * 2)
+        write(tmp_path, job_text(**job, limits={"max_images": images}))
+        assert bounded(run_cli, "validate", str(path)).code == 0
+        write(tmp_path, job_text(**job, limits={"max_images": images - 1}))
+        result = bounded(run_cli, "validate", str(path))
+        assert result.code == 2 and f"plans {images:,} images" in result.err
+
     def test_an_exact_count_at_the_limit_passes(self, run_cli: RunCli, tmp_path: Path) -> None:
         job = job_text(grid={"batch_size": [1, 3]}, seeds={"count": 5}, limits={"max_images": 20})
         result = bounded(run_cli, "plan", str(write(tmp_path, job)), expect=0)
