@@ -76,6 +76,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.expanded = 0  # nodes so far, an alias counting as the whole node it stands for
+        self.aliased = False
         self.depth = 0
         self.sizes: dict[str, int] = {}  # anchor -> expanded nodes of its node
         self.open_anchors: set[str] = set()  # anchors of nodes still being composed
@@ -86,6 +87,7 @@ class _BoundedLoader(yaml.SafeLoader):
             anchor = str(event.anchor)
             if anchor in self.open_anchors:
                 raise _limit(event, f"the alias *{anchor} refers to a value that contains it")
+            self.aliased = True
             self._grow(self.sizes.get(anchor, 1), event)
             return super().compose_node(parent, index)
         self.depth += 1
@@ -111,11 +113,17 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def _grow(self, nodes: int, event: yaml.Event) -> None:
         self.expanded += nodes
-        if self.expanded > MAX_NODES:
+        if self.expanded > MAX_NODES and self.aliased:
             raise _limit(
                 event,
                 f"the document is bigger than {MAX_NODES:,} values once its aliases are "
                 "expanded (a YAML alias bomb?)",
+            )
+        if self.expanded > MAX_NODES:
+            raise _limit(
+                event,
+                f"the document holds more than {MAX_NODES:,} values; long lists of prompts "
+                "belong in prompts_file:",
             )
 
 

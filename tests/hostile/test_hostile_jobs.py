@@ -162,6 +162,12 @@ class TestSizes:
         assert result.code == 2 and "over the limit of 1,048,576 bytes" in result.err
         assert "Traceback" not in result.err and webui.requests == []
 
+    def test_more_values_than_a_job_file_may_hold(self, run_cli: RunCli, tmp_path: Path) -> None:
+        job = write(tmp_path, "prompts:\n" + "- p\n" * 100_001)  # the 100,001st value: line 99999
+        result = bounded(run_cli, "validate", str(job))
+        assert result.code == 2 and f"{job}:99999:3: $: the document holds more" in result.err
+        assert "long lists of prompts belong in prompts_file:" in result.err
+
     def test_a_prompt_over_max_prompt_bytes(
         self, run_cli: RunCli, webui: MockWebui, tmp_path: Path
     ) -> None:
