@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import threading
@@ -79,20 +78,25 @@ def refused(
     return result
 
 
+# The child caps its own address space before it imports sdbatch (no preexec_fn: forking a
+# process that runs threads is unsafe, and newer Pythons warn about it).
+CAPPED = (
+    "import resource, runpy, sys; "
+    "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]),) * 2); "
+    "sys.argv = ['sdbatch', *sys.argv[2:]]; "
+    "runpy.run_module('sdbatch', run_name='__main__')"
+)
+
+
 def child(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m sdbatch ARGV` with HANG seconds and MEMORY bytes at most."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
-
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "sdbatch", *argv],
+        [sys.executable, "-c", CAPPED, str(MEMORY), *argv],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=HANG,
-        preexec_fn=cap,
         env=env,
         check=False,
     )
