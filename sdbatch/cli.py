@@ -193,6 +193,19 @@ def _gallery(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+def _schema(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.job.schema import schema_text
+    from sdbatch.job.schemafile import HEADER, write_schema
+
+    if args.write is None:
+        console.out.write(schema_text())
+        return ExitCode.OK
+    path = write_schema(Path(args.write))
+    print(path, file=console.out)
+    console.info(f"a job file next to it names it on its first line: {HEADER}")
+    return ExitCode.OK
+
+
 def _mock_webui(args: argparse.Namespace, console: Console) -> int:
     from sdbatch.standin.a1111 import cli as mock_cli
 
@@ -272,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gallery", help="(re)build index.html of an output dir")
     p.add_argument("out_dir", metavar="OUTDIR")
     p.set_defaults(func=_gallery)
+
+    p = sub.add_parser("schema", help="print the job file's JSON Schema, or write it for an editor")
+    p.add_argument(
+        "--write",
+        metavar="DIR_OR_JOB",
+        help="write job.schema.json into DIR, or next to the job file JOB",
+    )
+    p.set_defaults(func=_schema)
 
     # The stand-in's options live in its own module, which imports the whole stand-in, so
     # parse_args adds them only once the command is mock-webui; until then whatever follows

@@ -20,6 +20,7 @@ Accepted forms (each may also be an item of a list, whose expansions are concate
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from decimal import Decimal
@@ -33,6 +34,9 @@ _STEP_RANGE = re.compile(rf"\s*({_NUM})\s*-\s*({_NUM})\s*(?:\(\s*({_NUM})\s*\))?
 _COUNT_RANGE = re.compile(rf"\s*({_NUM})\s*-\s*({_NUM})\s*\[\s*(\d+)\s*\]\s*")
 _PLAIN = re.compile(rf"\s*({_NUM})\s*")
 SYNTAX = '"10-50 (+10)", "1-10 [5]" or "1, 2, 5"'
+# One range's values are built in memory (twice: by the rules and by the loader), so a range is
+# refused when it would expand to more than this; ten thousand columns is no sweep to look at.
+MAX_RANGE_VALUES = 10_000
 
 
 class RangeError(ValueError):
@@ -108,7 +112,18 @@ def _mapping_range(args: Sequence[Number], kind: str) -> list[Number]:
         raise RangeError(exc.message, ("range",)) from None
 
 
+def _bounded(count: int, *ends: Number) -> None:
+    if not all(math.isfinite(v) for v in ends):
+        raise RangeError("a range needs finite numbers")
+    if count > MAX_RANGE_VALUES:
+        raise RangeError(
+            f"this range has {count:,} values, more than the {MAX_RANGE_VALUES:,} one range may "
+            "expand to"
+        )
+
+
 def _stepped(start: Number, stop: Number, step: Number, kind: str) -> list[Number]:
+    _bounded(0, start, stop, step)
     if step == 0:
         raise RangeError("the step of a range must not be 0")
     if (stop - start) * step < 0:
@@ -120,6 +135,7 @@ def _stepped(start: Number, stop: Number, step: Number, kind: str) -> list[Numbe
     a, b, s = _dec(start), _dec(stop), _dec(step)
     integral = all(isinstance(v, int) for v in (start, stop, step))
     count = int((b - a) / s) + 1  # int() truncates toward 0; the quotient is >= 0 here
+    _bounded(count)
     return [_out(a + i * s, kind, integral) for i in range(count)]
 
 
@@ -137,6 +153,7 @@ def _mapping_linspace(args: Sequence[Number], kind: str) -> list[Number]:
 def _spaced(start: Number, stop: Number, count: int) -> list[float]:
     if count < 1:
         raise RangeError("a linspace needs a count of at least 1")
+    _bounded(count, start, stop)
     if count == 1:
         return [float(start)]
     a, b = _dec(start), _dec(stop)
@@ -148,6 +165,8 @@ def _spaced(start: Number, stop: Number, count: int) -> list[float]:
 
 def _number(text: str, kind: str) -> Number:
     text = text.replace(" ", "")
+    if len(text) > 40:  # int() of a 5000-digit text is a ValueError; no setting is that big
+        raise RangeError(f"{text[:20]}... is too long a number")
     value: Number = float(text) if "." in text else int(text)
     _whole(value, kind, "value")
     return int(value) if kind == "integer" else value

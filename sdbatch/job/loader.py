@@ -3,6 +3,10 @@
 Entry point: `load_job(path) -> Job`. Every problem is collected and raised at once as a
 `JobValidationError` whose `Problem`s carry `file:line:col` positions. The schema and its error
 mapping live in `jobschema`, the rules a schema cannot express in `jobrules`.
+
+A hostile file is refused before it costs anything: `safeload` reads only regular files, up to a
+byte limit, and composes the YAML under node, alias and depth limits; `limits` checks the values
+a schema lets through and counts the images the job plans before anything is expanded.
 """
 
 from __future__ import annotations
@@ -19,10 +23,21 @@ import yaml
 from sdbatch.errors import JobFileError, JobValidationError, Problem
 from sdbatch.job.axes import expand_axis
 from sdbatch.job.inputs import InputsSpec, input_rules, resolve_inputs
+from sdbatch.job.limits import (
+    count_images,
+    prompt_problems,
+    read_limits,
+    value_problems,
+    work_problems,
+)
 from sdbatch.job.positions import JobPositions, no_positions, node_positions
+from sdbatch.job.prompts import PromptSpec, read_prompts  # PromptSpec: also Job's, from here
 from sdbatch.job.rules import check_rules, key_problems
+from sdbatch.job.safeload import MAX_JOB_BYTES, ReadError, compose, read_regular
 from sdbatch.job.schema import Positions, field_kind, schema_problems
-from sdbatch.job.sweeprules import PromptSource, check_sweep
+from sdbatch.job.sweeprules import check_sweep
+from sdbatch.job.templates import prompt_templates
+from sdbatch.job.yamlerrors import prompt_mapping_problems, yaml_problem
 
 DEFAULT_URL = "http://127.0.0.1:7860"
 
@@ -46,15 +61,6 @@ class ServerConfig:
     @property
     def all_urls(self) -> tuple[str, ...]:
         return self.urls or (self.url,)
-
-
-@dataclass(frozen=True)
-class PromptSpec:
-    """One entry of `prompts:` (or one line of `prompts_file:`)."""
-
-    text: str
-    fields: Mapping[str, Any] = field(default_factory=dict)  # per-prompt txt2img fields
-    origin: str = ""  # where it came from, for messages: "jobs/x.yaml:7" or "more.txt:3"
 
 
 @dataclass(frozen=True)
@@ -129,21 +135,25 @@ def load_job(path: str | Path) -> Job:
     job_path = Path(path)
     file = str(path)  # messages name the file the way the user did
     try:
-        text = job_path.read_text(encoding="utf-8")
+        text = read_regular(job_path, MAX_JOB_BYTES, "job file").decode("utf-8")
     except FileNotFoundError:
         raise JobFileError(f"{file}: no such job file") from None
     except UnicodeDecodeError as exc:
         raise JobFileError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ReadError as exc:
+        raise JobFileError(f"{file}: {exc}".replace(f"{job_path} ", "", 1)) from None
     except OSError as exc:
         raise JobFileError(f"{file}: cannot read the job file: {exc.strerror or exc}") from None
     positions, data, problems = _parse(text, file)
     if positions.root is None:  # the schema would say "None is not of type 'object'"
         message = "the job file is empty; it needs at least `prompts:`"
         raise JobValidationError([Problem(file, 1, 1, "$", message)])
-    problems += schema_problems(data, positions)
+    problems += _checked(data, job_path, positions)
     if not isinstance(data, dict):
         raise JobValidationError(problems)  # the schema said so already; nothing more to check
-    prompts, sources = _prompts(data, job_path, positions, problems)
+    limits = read_limits(data)
+    prompts, sources = read_prompts(data, job_path, positions, problems, limits)
+    problems += prompt_problems(sources, limits, positions)
     inputs = resolve_inputs(data, job_path, positions, problems)
     sweep_problems, names = check_sweep(data, sources, positions)
     problems += check_rules(data, [p.fields for p in prompts], positions, problems, names)
@@ -151,81 +161,63 @@ def load_job(path: str | Path) -> Job:
     problems += sweep_problems
     if problems:
         raise JobValidationError(problems)
-    job = _build(data, job_path, prompts)
-    return dataclasses.replace(job, inputs=inputs, positions=node_positions(positions), file=file)
+    job = dataclasses.replace(_build(data, job_path, prompts), inputs=inputs)
+    problems += work_problems(_images(job), limits, positions)
+    if problems:
+        raise JobValidationError(problems)
+    return dataclasses.replace(job, positions=node_positions(positions), file=file)
+
+
+def _checked(data: Any, job_path: Path, positions: Positions) -> list[Problem]:
+    """The schema's problems and the values it lets through that make no sense; a prompt YAML
+    made a mapping and a number that is not finite get one clear message, not the schema's."""
+    own = prompt_mapping_problems(data, positions) if isinstance(data, dict) else []
+    if isinstance(data, dict):
+        own += value_problems(data, job_path, positions)
+    covered = tuple(p.json_path for p in own if p.json_path != "$")
+    return own + [
+        p
+        for p in schema_problems(data, positions)
+        if not any(p.json_path == c or p.json_path.startswith((f"{c}.", f"{c}[")) for c in covered)
+    ]
+
+
+def _images(job: Job) -> int:
+    """The images `job` plans, counted the way `plan` counts them (see `count_images`)."""
+    axis_names = {n for n, _ in (*job.grid, *job.zip)}
+    variables = dict(job.vars)
+    per_prompt = []
+    for prompt in job.prompts:
+        base = {**job.defaults, **prompt.fields}
+        fields = {k: v for k, v in base.items() if k not in axis_names}
+        templates = prompt_templates(prompt.text, fields)
+        sizes = [len(variables[n]) for n in templates.names if n in variables]
+        if job.variants is VariantMode.COMBINATORIAL:
+            sizes += [len(options) for options in templates.variants]
+        fixed = 1
+        for name in ("batch_size", "n_iter"):
+            if name not in axis_names:
+                fixed *= int(base.get(name) or 1)
+        per_prompt.append((sizes, fixed))
+    spec = job.seeds
+    seeds = len(spec.values) or spec.count
+    pictures = len(job.inputs.files) if job.inputs is not None else 1
+    return count_images(job.grid, job.zip, per_prompt, seeds, pictures)
 
 
 def _parse(text: str, file: str) -> tuple[Positions, Any, list[Problem]]:
     """One compose for the node tree (positions) and one construct of the same tree (data)."""
     try:
-        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        loader, root = compose(text)  # checks for unprintable characters already
         try:
-            root = loader.get_single_node()
             positions = Positions(file, root)
             key_issues = key_problems(root, positions)  # before construction flattens merges
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        raise JobValidationError([_yaml_problem(exc, file, text)]) from None
+        raise JobValidationError([yaml_problem(exc, file, text)]) from None
     return positions, data, key_issues
-
-
-def _yaml_problem(exc: yaml.YAMLError, file: str, text: str) -> Problem:
-    line = col = 0
-    detail = str(exc)
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        if mark is not None:
-            line, col = mark.line + 1, mark.column + 1
-        detail = exc.problem or exc.context or detail
-        if exc.problem and exc.context and exc.context_mark is not None:
-            detail += f" ({exc.context} at line {exc.context_mark.line + 1})"
-    elif isinstance(exc, yaml.reader.ReaderError):  # a control character, say
-        before = text[: exc.position]
-        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
-        detail = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
-    return Problem(file, line, col, "$", f"invalid YAML: {detail}")
-
-
-def _prompts(
-    data: Mapping[str, Any], job_path: Path, positions: Positions, problems: list[Problem]
-) -> tuple[list[PromptSpec], list[PromptSource]]:
-    """`prompts:` then the lines of `prompts_file:`, and where each came from (for template
-    problems); reading problems go to `problems`."""
-    specs: list[PromptSpec] = []
-    sources: list[PromptSource] = []
-    items = data.get("prompts")
-    for i, item in enumerate(items if isinstance(items, list) else ()):
-        mapping = item if isinstance(item, dict) else {}
-        text = item if isinstance(item, str) else mapping.get("prompt")
-        if not isinstance(text, str):
-            continue  # a schema problem already
-        fields = {k: v for k, v in mapping.items() if k != "prompt"}
-        line = positions.line_col(("prompts", i))[0]
-        specs.append(PromptSpec(text, fields, f"{positions.file}:{line}"))
-        path = ("prompts", i, "prompt") if isinstance(item, dict) else ("prompts", i)
-        sources.append(PromptSource(text, fields, path=path))
-    prompts_file = data.get("prompts_file")
-    if isinstance(prompts_file, str) and prompts_file:
-        # Relative to the job file, spelled from the user's own path so messages can be opened.
-        shown = Path(positions.file).parent / prompts_file
-        try:
-            lines = (job_path.parent / prompts_file).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            problems.append(positions.problem(("prompts_file",), f"no such file: {shown}"))
-            return specs, sources
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
-            problems.append(positions.problem(("prompts_file",), f"cannot read {shown}: {reason}"))
-            return specs, sources
-        for n, raw in enumerate(lines, start=1):
-            text = raw.strip()
-            if text and not text.startswith("#"):
-                specs.append(PromptSpec(text, {}, f"{shown}:{n}"))
-                column = len(raw) - len(raw.lstrip()) + 1
-                sources.append(PromptSource(text, {}, line=(str(shown), n, column)))
-    return specs, sources
 
 
 def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -> Job:

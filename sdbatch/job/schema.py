@@ -42,6 +42,11 @@ def _schema_text() -> str:
     return source.read_text(encoding="utf-8")
 
 
+def schema_text() -> str:
+    """The schema file's text, as shipped (`sdbatch schema` prints it)."""
+    return _schema_text()
+
+
 @functools.cache
 def load_schema() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(_schema_text())
@@ -169,13 +174,9 @@ def _narrow(error: ValidationError) -> Iterator[ValidationError]:
     if error.validator not in ("anyOf", "oneOf"):
         yield error
         return
-    best = best_match([error])
-    if best is not error:
-        yield from _narrow(best)
-        return
-    # best_match gives up when a branch has several equally relevant errors. If only one branch
-    # has the right JSON type (a mapping where either a list or a mapping would do), its errors
-    # are what the user meant to satisfy.
+    # If only one branch has the right JSON type (a list where a list, a string or a range
+    # would do), its errors are what the user meant to satisfy: every one of them, since a
+    # grid axis may have several bad values. Otherwise best_match picks the likeliest.
     branches: dict[Any, list[ValidationError]] = {}
     for sub in error.context or ():
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
@@ -187,8 +188,9 @@ def _narrow(error: ValidationError) -> Iterator[ValidationError]:
     if len(fitting) == 1:
         for sub in fitting[0]:
             yield from _narrow(sub)
-    else:
-        yield error
+        return
+    best = best_match([error])
+    yield from (_narrow(best) if best is not error else [error])
 
 
 def _to_problems(error: ValidationError, positions: Positions) -> list[Problem]:
