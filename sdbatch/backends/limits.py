@@ -1,10 +1,10 @@
 """How much a server's answer may weigh, and how many requests a run may have open at a webui.
 
 Entry point: `limits_for(server, environ) -> Limits`. Each limit is a setting with a default:
-`server.max_response_bytes` / `server.max_image_pixels` in the job file once the schema knows
-them, else the environment (`SDBATCH_MAX_RESPONSE_BYTES`, `SDBATCH_MAX_IMAGE_PIXELS`), else the
-default here. Why limits at all: every answer is held in memory and every image decoded, so a
-broken or hostile server must not be able to make either unbounded.
+`server.max_response_bytes` / `server.max_image_pixels` in the job file, else the environment
+(`SDBATCH_MAX_RESPONSE_BYTES`, `SDBATCH_MAX_IMAGE_PIXELS`), else the default here. Why limits
+at all: every answer is held in memory and every image decoded, so a broken or hostile server
+must not be able to make either unbounded.
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ class ServerConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: bool | str = True  # TLS verification, or a CA bundle path
     gzip: bool = False  # let the webui gzip txt2img answers (worth it only on a slow link)
+    # Caps on what a server may send (None: the environment's, else backends.limits' default).
+    max_response_bytes: int | None = None
+    max_image_pixels: int | None = None
 
     @property
     def all_urls(self) -> tuple[str, ...]:
@@ -240,6 +243,8 @@ def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -
             headers=dict(server.get("headers") or {}),
             verify=server.get("verify", True),
             gzip=bool(server.get("gzip", ServerConfig.gzip)),
+            max_response_bytes=server.get("max_response_bytes"),
+            max_image_pixels=server.get("max_image_pixels"),
         ),
         defaults=dict(data.get("defaults") or {}),
         prompts=tuple(prompts),

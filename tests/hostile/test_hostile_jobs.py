@@ -469,7 +469,7 @@ class TestServer:
             ({"urls": ["http://a:1", "http://b:70000"]}, "$.server.urls[1]: the port is out"),
             ({"url": "ftp://127.0.0.1/"}, "server.url must look like http(s)://"),
             ({"url": "file:///etc/passwd"}, "server.url must look like http(s)://"),
-            ({"concurrency": 100000}, "concurrency is 1 to 64"),
+            ({"concurrency": 100000}, "concurrency is 1 to 32"),
             ({"retries": 10**6}, "retries is 0 to 100"),
             ({"timeout": 10**9}, "timeout is at most 86400 seconds"),
             ({"headers": {"X-Token": "a\r\nHost: evil"}}, "cannot hold a line break"),

@@ -216,7 +216,7 @@ class TestEchoedSecrets:
         job = write_job(tmp_path, url, headers={})
         from_file = run(run_cli, job, 2)
         from_flag = run(run_cli, write_job(tmp_path, guarded.url, headers={}), 2, "--server", url)
-        assert "***@" in from_file.err and "not in the URL" in from_flag.err
+        assert "with no user:password@" in from_file.err and "not in the URL" in from_flag.err
         assert_no_secret(everything_written(tmp_path, from_file) + from_flag.err)
         assert guarded.requests == []
 

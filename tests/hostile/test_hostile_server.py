@@ -179,6 +179,19 @@ class TestAnswersRecordedAsGood:
         assert "image 0 claims 64x64 pixels, more than the limit of 1000" in result.err
         assert [r["status"] for r in check_output(tmp_path)] == ["failed"]
 
+    def test_the_job_files_limit_wins_over_the_environment(
+        self,
+        webui: MockWebui,
+        run_cli: RunCli,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SDBATCH_MAX_IMAGE_PIXELS", "100000000")
+        job = write_job(tmp_path, webui.url, batch=1, max_image_pixels=2000)
+        result = run(run_cli, job, 1)
+        assert "image 0 claims 64x64 pixels, more than the limit of 2000" in result.err
+        assert [r["status"] for r in check_output(tmp_path)] == ["failed"]
+
     def test_a_limit_that_is_no_number_is_refused_before_sending(
         self,
         webui: MockWebui,
@@ -439,13 +452,18 @@ class TestSettings:
     ) -> None:
         before = threading.active_count()
         result = run(run_cli, write_job(tmp_path, webui.url, concurrency=100000), 2)
-        assert "server.concurrency 100000 is more than sdbatch allows" in result.err
+        assert "concurrency is 1 to 32 generations at once per webui" in result.err
         assert webui.requests == [] and threading.active_count() <= before + 2
 
     def test_a_port_out_of_range_is_refused_before_sending(
         self, run_cli: RunCli, tmp_path: Path
     ) -> None:
+        # In the job file the loader refuses it at its place; given on the command line, the
+        # backend does, before any session is made.
         result = run(run_cli, write_job(tmp_path, "http://127.0.0.1:99999"), 2)
+        assert "$.server.url: the port is out of range" in result.err
+        job = write_job(tmp_path, "http://127.0.0.1:7860")
+        result = run(run_cli, job, 2, "--server", "http://127.0.0.1:99999")
         assert "the port must be a number from 1 to 65535" in result.err
 
 
