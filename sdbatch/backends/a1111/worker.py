@@ -57,8 +57,8 @@ NAN_RETRIES = 1
 @dataclass
 class _Split:
     """Shared by the parts of one split payload. Once a single image has run out of memory
-    for good, splitting the rest further is pointless: each remaining part is sent once as it
-    is (it may still fit), and fails on its first out-of-memory error."""
+    for good (after its own retries), the rest is pointless: every part needs at least that
+    one image's memory, so the remaining parts fail at once, unsent, with its message."""
 
     hopeless: str | None = None
 
@@ -193,18 +193,17 @@ class Worker:
         """Send a payload, splitting it on out of memory; collect responses in image order and
         return the errors of the parts that failed. A part that exhausts its retries on a
         timeout or connection error raises: the other parts would only fare the same."""
-        retries = OOM_RETRIES if split.hopeless is None else 0
+        if split.hopeless is not None:
+            return [f"{split.hopeless} (not sent: one image alone did not fit)"]
         try:
-            body = self._post(item, payload, tally, wire, oom_retries=retries)
+            body = self._post(item, payload, tally, wire, oom_retries=OOM_RETRIES)
             responses.append(Response(payload, first, body))
             return []
         except Permanent as exc:
             return [str(exc)]
         except OutOfMemory as exc:
             if batch_size(payload) < 2:
-                split.hopeless = split.hopeless or str(exc)
-                return [str(exc)]
-            if split.hopeless is not None:
+                split.hopeless = str(exc)
                 return [str(exc)]
         parts = split_batch(payload)
         log.info(
