@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 from conftest import CliResult, RunCli
+from hostile_cli import run
 
 from sdbatch.backends.a1111.attempt import TXT2IMG
 from sdbatch.standin.a1111 import MockWebui
 
-LIMIT = 60.0
 USER, PASSWORD = "bob", "pw-Zq81-horse-battery"
 TOKEN = "tok-7f3a9c1e55d2b840"
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -50,31 +50,6 @@ def write_job(tmp_path: Path, url: str, **server: Any) -> Path:
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
-
-
-def bounded(call: Callable[[], CliResult], seconds: float = LIMIT) -> CliResult:
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = call()
-        except BaseException as exc:  # re-raised on the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s"
-    if "error" in box:
-        raise box["error"]
-    result: CliResult = box["result"]
-    assert "Traceback" not in result.err + result.out
-    return result
-
-
-def run(run_cli: RunCli, job: Path, expect: int, *extra: str) -> CliResult:
-    argv = ["run", str(job), "--out", str(job.parent / "out"), *extra]
-    return bounded(lambda: run_cli(*argv, expect=expect))
 
 
 def everything_written(tmp_path: Path, result: CliResult) -> str:

@@ -16,13 +16,14 @@ import ssl
 import subprocess
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import CliResult, RunCli
+from conftest import RunCli
+from hostile_cli import bounded, run
 from PIL import Image
 
 from sdbatch.backends.a1111.attempt import TXT2IMG
@@ -33,7 +34,6 @@ from sdbatch.job.loader import ServerConfig
 from sdbatch.plan.expand import PlannedPayload
 from sdbatch.standin.a1111 import MockWebui
 
-LIMIT = 60.0  # seconds any one case may take before it counts as a hang
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bin"}
 PAGE = "<html><head><title>Sign in</title></head><body>" + "secret page text " * 500 + "</body>"
 
@@ -50,32 +50,6 @@ def write_job(tmp_path: Path, url: str, *, seeds: int = 1, batch: int = 2, **ser
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
-
-
-def bounded(call: Callable[[], CliResult], seconds: float = LIMIT) -> CliResult:
-    """Run `call` on a thread; fail if it has not finished in `seconds` (a hang)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = call()
-        except BaseException as exc:  # re-raised on the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s"
-    if "error" in box:
-        raise box["error"]
-    result: CliResult = box["result"]
-    assert "Traceback" not in result.err + result.out
-    return result
-
-
-def run(run_cli: RunCli, job: Path, expect: int, *extra: str) -> CliResult:
-    out = job.parent / "out"
-    return bounded(lambda: run_cli("run", str(job), "--out", str(out), *extra, expect=expect))
 
 
 def rows(out: Path) -> list[dict[str, Any]]:
