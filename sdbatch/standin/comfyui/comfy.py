@@ -14,8 +14,8 @@ from typing import Any
 from sdbatch.standin.comfyui import nodes
 from sdbatch.standin.comfyui.catalog import MODEL_FOLDERS, Catalog
 from sdbatch.standin.comfyui.executor import Run, Send
-from sdbatch.standin.comfyui.graph import Cache, Item
 from sdbatch.standin.comfyui.faults import Faults, FaultSettings
+from sdbatch.standin.comfyui.graph import Cache, Item
 from sdbatch.standin.comfyui.images import Saver
 from sdbatch.standin.comfyui.jobqueue import PromptQueue
 from sdbatch.standin.comfyui.records import Execution, Recorder

@@ -1,6 +1,6 @@
 """Record, from a running real ComfyUI 0.3.64, the exchanges the shared captures lack.
 
-Usage: python tests/data/real-comfyui/record.py URL   (writes own.json beside this script)
+Used by `trim_comfyui.py --record URL`; alone (`record_comfyui.py URL`) it prints its recordings.
 
 Every prompt is tiny (64x64, 1-2 steps, tiny_sd15_taesd_random.safetensors). What it records:
 the node classes the stand-in serves (`/object_info/{class}` with this setup's checkpoints), a
@@ -19,13 +19,11 @@ import sys
 import time
 import uuid
 import zlib
-from pathlib import Path
 from typing import Any
 
 import requests
 from websockets.sync.client import ClientConnection, connect
 
-HERE = Path(__file__).resolve().parent
 CLASSES = [
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
@@ -154,7 +152,7 @@ def text_chunks(png: bytes) -> list[list[Any]]:
     return found
 
 
-def main(url: str) -> None:
+def record(url: str) -> dict[str, Any]:
     rec = Recorder(url.rstrip("/"))
     for cls in CLASSES:
         rec.call(f"object_info/{cls}", "GET", f"/object_info/{cls}")
@@ -270,10 +268,8 @@ def main(url: str) -> None:
         rec.found["steal_then_first_closes"] = {
             "second_got": [m if isinstance(m, str) else m["type"] for m in got]
         }
-    out = HERE / "own.json"
-    out.write_text(json.dumps(rec.found, indent=1) + "\n", encoding="utf-8")
-    print(f"{len(rec.found)} recordings -> {out}")
+    return rec.found
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    print(json.dumps(record(sys.argv[1]), indent=1))
