@@ -22,6 +22,10 @@ from sdbatch.standin.comfyui.records import Execution, Recorder
 from sdbatch.standin.comfyui.server import ComfyHTTPServer
 from sdbatch.standin.comfyui.ws import Hub, Socket
 
+# The real worker applies POST /free's flags after the prompt it runs next, or once it is idle
+# this long after the last one (its garbage-collection wake-up): recorded, a /free right before
+# a prompt leaves that prompt's nodes cached.
+GC_INTERVAL = 10.0
 # Sent even for a prompt posted without a client_id (then to every socket), as observed.
 UNADDRESSED = frozenset({"progress", "progress_state", "execution_interrupted"})
 
@@ -58,6 +62,7 @@ class MockComfy:
         self._lock = threading.Lock()
         self._run: Run | None = None
         self._free = False
+        self._gc_due: float | None = None
         self._httpd: ComfyHTTPServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -65,6 +70,7 @@ class MockComfy:
     def start(self) -> MockComfy:
         for kind in ("output", "temp", "input"):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
+        self.saver.ensure_example()
         self._httpd = ComfyHTTPServer((self.host, self.port), self)
         self.port = self._httpd.server_address[1]
         serve = threading.Thread(
@@ -156,9 +162,16 @@ class MockComfy:
                 self._interrupt.set()
 
     def reset_cache(self) -> None:
-        """POST /free {"free_memory": true}: the caches go before the next prompt runs."""
+        """POST /free {"free_memory": true}: the caches go when the worker next looks (see
+        GC_INTERVAL), not at once."""
         with self._lock:
             self._free = True
+
+    def _apply_flags(self) -> None:
+        with self._lock:
+            if self._free:
+                self.cache.clear()
+                self._free = False
 
     # -- the worker ------------------------------------------------------------------------
     def _status(self) -> None:
@@ -181,11 +194,11 @@ class MockComfy:
         while not self.queue.closed:
             item = self.queue.get(timeout=0.2)
             if item is None:
+                if self._gc_due is not None and self.clock() >= self._gc_due:
+                    self._apply_flags()
+                    self._gc_due = None
                 continue
             with self._lock:
-                if self._free:
-                    self.cache.clear()
-                    self._free = False
                 self._interrupt.clear()  # the real flag is reset as each prompt starts
                 files: list[str] = []
                 run = Run(
@@ -200,6 +213,8 @@ class MockComfy:
             run.execute()
             with self._lock:
                 self._run = None
+            self._apply_flags()
+            self._gc_due = self.clock() + GC_INTERVAL
             self.queue.done(item, run.entry())
             self._send(
                 "executing", {"node": None, "prompt_id": item.prompt_id}, item.client_id, False

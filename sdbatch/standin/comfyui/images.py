@@ -112,6 +112,12 @@ class Saver:
             width, height = img.size
         return Pictures(width, height, (key("input", path.read_bytes()),))
 
+    def ensure_example(self) -> None:
+        """The real install's input folder holds example.png; LoadImage lists it."""
+        path = self.folder("input") / "example.png"
+        if not any(self.folder("input").iterdir()):
+            noise(key("example"), self.seed, 64, 64).save(path)
+
     def inputs(self) -> list[str]:
         folder = self.folder("input")
         return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []

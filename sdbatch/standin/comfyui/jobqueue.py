@@ -4,7 +4,9 @@ Pending prompts sit in a heap by `number` (front: a negative number), so `/queue
 array, not execution order (OBSERVED). One worker takes the lowest number; `/queue` delete and
 clear touch pending prompts only. History is in memory, in insertion order, at most 10000
 entries, the oldest dropped first; `/history/{id}` is `{}` until the prompt has finished. Every
-change calls `on_change`, which the server turns into a `status` broadcast.
+change calls `on_change` under the queue's lock (re-entrant), which the server turns into a
+`status` broadcast, so the statuses go out in the order of the changes: `put`'s before the
+worker's `get`'s, as the real server sends them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class PromptQueue:
         with self._cond:
             heapq.heappush(self._heap, (item.number, next(self._seq), item))
             self._cond.notify_all()
-        self._on_change()
+            self._on_change()
 
     def get(self, timeout: float) -> Item | None:
         """The next prompt to run (now running), or None after `timeout` or once closed."""
@@ -53,7 +55,7 @@ class PromptQueue:
                 return None
             item = heapq.heappop(self._heap)[2]
             self._running[item.prompt_id] = item
-        self._on_change()
+            self._on_change()
         return item
 
     def done(self, item: Item, entry: dict[str, Any]) -> None:
@@ -63,7 +65,7 @@ class PromptQueue:
             self._history[item.prompt_id] = entry
             while len(self._history) > MAXIMUM_HISTORY_SIZE:
                 self._history.popitem(last=False)
-        self._on_change()
+            self._on_change()
 
     def close(self) -> None:
         with self._cond:
@@ -75,12 +77,12 @@ class PromptQueue:
         with self._cond:
             self._heap = [e for e in self._heap if e[2].prompt_id not in doomed]
             heapq.heapify(self._heap)
-        self._on_change()
+            self._on_change()
 
     def clear(self) -> None:
         with self._cond:
             self._heap = []
-        self._on_change()
+            self._on_change()
 
     def remaining(self) -> int:
         with self._cond:

@@ -121,7 +121,9 @@ class Handler(BaseHTTPRequestHandler):
     def _websocket(self, comfy: MockComfy, query: dict[str, str]) -> None:
         self.close_connection = True
         sid = query.get("clientId") or uuid.uuid4().hex
-        ws = Socket.accept(self.connection, self.rfile, self.path, list(self.headers.items()))
+        ws = Socket.accept(
+            self.connection, self.rfile, self.requestline, list(self.headers.items())
+        )
         comfy.recorder.request(
             LoggedRequest(
                 "GET", "/ws", urlsplit(self.path).query, b"", 101 if ws else 400, comfy.clock()

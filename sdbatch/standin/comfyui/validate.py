@@ -57,7 +57,9 @@ def check(body: Mapping[str, Any], catalog: Catalog, inputs: list[str]) -> Check
     if "prompt" not in body:
         raise _error("no_prompt", "No prompt provided", "No prompt provided")
     if not isinstance(prompt, dict):
-        raise _error("invalid_prompt", "Invalid prompt", "prompt must be an object")
+        if prompt in ([], ""):  # iterates as an empty graph (recorded: `"prompt": []`)
+            raise _error("prompt_no_outputs", "Prompt has no outputs")
+        raise TypeError("the prompt is not an object")  # the real server's unhandled 500
     for node_id, node in prompt.items():
         class_type = node.get("class_type") if isinstance(node, dict) else None
         if class_type is None:
@@ -137,7 +139,7 @@ class _Validator:
                         "input_config": config,
                         "exception_message": repr(str(exc.args[0])),
                         "exception_type": "KeyError",
-                        "traceback": [],
+                        "traceback": [f"  (sdbatch stand-in) validating node {node_id}\n"],
                         "linked_node": link,
                     },
                 }

@@ -25,6 +25,7 @@ from typing import Any
 import record_comfyui  # beside this script
 
 HERE = Path(__file__).resolve().parent
+UNRECORDED = "(not recorded)"  # a capture that kept no content type
 DEFAULT = HERE.parents[2].parent / "shared" / "real-webui" / "captured" / "comfyui-0.3.64.tar.gz"
 # Too big, or nothing the stand-in is compared on (timings; the per-prompt *_ws files, which
 # captured/ws/ holds whole; the binary preview frames).
@@ -69,7 +70,7 @@ def http(data: dict[str, Any]) -> dict[str, Any]:
         {
             "request": {"method": method, "path": path, "json": sent},
             "status": data.get("status"),
-            "content_type": data.get("content_type"),
+            "content_type": data.get("content_type", UNRECORDED),
             "body": body,
         }
     )
