@@ -20,7 +20,6 @@ import socket
 import threading
 from typing import Any
 
-from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State

@@ -48,9 +48,12 @@ def until_done(ws: ClientConnection, prompt_id: str, timeout: float = TIMEOUT) -
         msg = json.loads(ws.recv(timeout=max(0.01, end - time.monotonic())))
         found.append(msg)
         data = msg["data"]
-        if msg["type"] == "executing" and data.get("node") is None:
-            if data.get("prompt_id") == prompt_id:
-                return found
+        if (
+            msg["type"] == "executing"
+            and data.get("node") is None
+            and data.get("prompt_id") == (prompt_id)
+        ):
+            return found
 
 
 def post(comfy: MockComfy, body: Mapping[str, Any]) -> requests.Response:
