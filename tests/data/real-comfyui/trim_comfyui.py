@@ -76,6 +76,16 @@ def http(data: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def message(item: Any) -> Any:
+    """A socket message as {type, data}: the captures wrap some in [t, (socket,) message] or add
+    a `t` key (seconds since the capture began)."""
+    if isinstance(item, list) and item and isinstance(item[-1], dict):
+        item = item[-1]
+    if isinstance(item, dict) and "type" in item:
+        return short({k: v for k, v in item.items() if k != "t"})
+    return item
+
+
 def segments(messages: list[Any]) -> list[list[Any]]:
     """The socket's messages cut after each `executing {node: null}`."""
     found: list[list[Any]] = [[]]
@@ -98,7 +108,12 @@ def from_tarball(path: Path) -> dict[str, Any]:
         if Path(name).name in SKIP or Path(name).name.startswith(SKIP_PREFIXES):
             continue
         is_http = isinstance(data, dict) and ("status" in data and "body" in data)
-        found[f"captured/{name}"] = http(data) if is_http else short(data)
+        if is_http:
+            found[f"captured/{name}"] = http(data)
+        elif isinstance(data, list):
+            found[f"captured/{name}"] = [message(m) for m in data]
+        else:
+            found[f"captured/{name}"] = short(data)
     # The first socket's whole transcript, one entry per prompt (the connect message first).
     parts = segments(raw["ws_all_messages"])
     found["captured/ws/connect"] = parts[0][:1]
