@@ -1,8 +1,7 @@
-"""`MockComfy`: the stand-in server object — lifecycle, the worker, message routing."""
+"""`MockComfy`: the stand-in server object — its lifecycle, its parts, and where messages go.
 
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 import threading
@@ -11,23 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sdbatch.standin.comfyui import nodes
 from sdbatch.standin.comfyui.catalog import MODEL_FOLDERS, Catalog
-from sdbatch.standin.comfyui.executor import Run, Send
 from sdbatch.standin.comfyui.faults import Faults, FaultSettings
-from sdbatch.standin.comfyui.graph import Cache, Item
+from sdbatch.standin.comfyui.graph import Item
 from sdbatch.standin.comfyui.images import Saver
 from sdbatch.standin.comfyui.jobqueue import PromptQueue
-from sdbatch.standin.comfyui.records import Execution, Recorder
+from sdbatch.standin.comfyui.records import Recorder
 from sdbatch.standin.comfyui.server import ComfyHTTPServer
+from sdbatch.standin.comfyui.worker import Worker
 from sdbatch.standin.comfyui.ws import Hub, Socket
-
-# The real worker applies POST /free's flags after the prompt it runs next, or once it is idle
-# this long after the last one (its garbage-collection wake-up): recorded, a /free right before
-# a prompt leaves that prompt's nodes cached.
-GC_INTERVAL = 10.0
-# Sent even for a prompt posted without a client_id (then to every socket), as observed.
-UNADDRESSED = frozenset({"progress", "progress_state", "execution_interrupted"})
 
 
 class MockComfy:
@@ -55,14 +46,18 @@ class MockComfy:
         self.saver = Saver(self.root, seed)
         self.hub = Hub()
         self.queue = PromptQueue(self._status)
-        self.cache = Cache()
         self.faults = Faults()
         self.recorder = Recorder()
-        self._interrupt = threading.Event()
-        self._lock = threading.Lock()
-        self._run: Run | None = None
-        self._free = False
-        self._gc_due: float | None = None
+        self.worker = Worker(
+            self.queue,
+            self.saver,
+            self.catalog,
+            self.faults,
+            self.recorder,
+            self._send,
+            clock,
+            step_delay,
+        )
         self._httpd: ComfyHTTPServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -80,7 +75,7 @@ class MockComfy:
             daemon=True,
         )
         worker = threading.Thread(
-            target=self._work, name=f"mockcomfy-worker:{self.port}", daemon=True
+            target=self.worker.work, name=f"mockcomfy-worker:{self.port}", daemon=True
         )
         self._threads = [serve, worker]
         for thread in self._threads:
@@ -91,7 +86,7 @@ class MockComfy:
         if self._httpd is None:
             return
         self.queue.close()
-        self._interrupt.set()
+        self.worker.stop()
         self._httpd.shutdown()
         self.hub.close_all()
         self._httpd.drop_connections()
@@ -139,8 +134,7 @@ class MockComfy:
         status = {"exec_info": {"queue_remaining": self.queue.remaining()}}
         if not self.faults.settings.ws_mute:
             ws.send({"type": "status", "data": {"status": status, "sid": sid}})
-        with self._lock:
-            run = self._run
+        run = self.worker.running
         if run is not None and run.item.client_id == sid and run.current is not None:
             ws.send({"type": "executing", "data": {"node": run.current}})
 
@@ -155,107 +149,18 @@ class MockComfy:
         self.queue.put(Item(number, prompt_id, graph, extra, outputs))
 
     def interrupt(self, prompt_id: str | None) -> None:
-        """Interrupt the running prompt (only if it is `prompt_id`, when given)."""
-        with self._lock:
-            run = self._run
-            if run is not None and prompt_id in (None, run.item.prompt_id):
-                self._interrupt.set()
+        self.worker.interrupt(prompt_id)
 
     def reset_cache(self) -> None:
-        """POST /free {"free_memory": true}: the caches go when the worker next looks (see
-        GC_INTERVAL), not at once."""
-        with self._lock:
-            self._free = True
+        self.worker.reset_cache()
 
-    def _apply_flags(self) -> None:
-        with self._lock:
-            if self._free:
-                self.cache.clear()
-                self._free = False
-
-    # -- the worker ------------------------------------------------------------------------
+    # -- messages --------------------------------------------------------------------------
     def _status(self) -> None:
-        self._send(
-            "status",
-            {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}},
-            None,
-            always=True,
-        )
+        status = {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}}
+        self._send("status", status, None, True)
 
     def _send(self, event: str, data: dict[str, Any], sid: str | None, always: bool) -> None:
+        """To `sid`'s socket; without a client only what the real one sends then (to all)."""
         if self.faults.settings.ws_mute or (sid is None and not always):
             return
         self.hub.send(event, data, sid)
-
-    def _sender(self, sid: str | None) -> Send:
-        return lambda event, data: self._send(event, data, sid, event in UNADDRESSED)
-
-    def _work(self) -> None:
-        while not self.queue.closed:
-            item = self.queue.get(timeout=0.2)
-            if item is None:
-                if self._gc_due is not None and self.clock() >= self._gc_due:
-                    self._apply_flags()
-                    self._gc_due = None
-                continue
-            with self._lock:
-                self._interrupt.clear()  # the real flag is reset as each prompt starts
-                files: list[str] = []
-                run = Run(
-                    item,
-                    self.cache,
-                    self._sender(item.client_id),
-                    self._interrupt,
-                    functools.partial(self._context, files=files),
-                )
-                self._run = run
-            started = self.clock()
-            run.execute()
-            with self._lock:
-                self._run = None
-            self._apply_flags()
-            self._gc_due = self.clock() + GC_INTERVAL
-            self.queue.done(item, run.entry())
-            self._send(
-                "executing", {"node": None, "prompt_id": item.prompt_id}, item.client_id, False
-            )
-            cached: list[str] = next(
-                (m[1]["nodes"] for m in run.messages if m[0] == "execution_cached"), []
-            )
-            self.recorder.execution(
-                Execution(
-                    item.prompt_id,
-                    item.client_id,
-                    run.status,
-                    tuple(run.ran),
-                    tuple(cached),
-                    tuple(files),
-                    started,
-                    self.clock(),
-                )
-            )
-
-    def _context(self, run: Run, node_id: str, files: list[str]) -> nodes.Context:
-        def save(pictures: nodes.Pictures, prefix: str, kind: str) -> list[dict[str, str]]:
-            pnginfo = run.item.extra_data.get("extra_pnginfo")
-            saved = self.saver.save(pictures, prefix, kind, run.item.graph, pnginfo)
-            files.extend(
-                "/".join(p for p in (i["type"], i["subfolder"], i["filename"]) if p) for i in saved
-            )
-            return saved
-
-        def before_sampling() -> None:
-            fault = self.faults.take_runtime_error()
-            if fault is not None:
-                raise nodes.NodeFailure(*fault)
-
-        def load_input(name: str) -> nodes.Pictures:
-            try:
-                return self.saver.load_input(name)
-            except OSError as exc:
-                raise nodes.NodeFailure("FileNotFoundError", str(exc)) from exc
-
-        def step(done: int, total: int) -> None:
-            run.step(node_id, done, total, self.step_delay)
-
-        return nodes.Context(self.catalog, step, save, load_input, before_sampling)

@@ -43,7 +43,7 @@ CKPT = "tiny_sd15_taesd_random.safetensors"
 
 def graph(
     seed: int,
-    steps: int = 1,
+    steps: Any = 1,
     *,
     ckpt: str = CKPT,
     prefix: str = "rec/p",
@@ -217,6 +217,25 @@ def record(url: str) -> dict[str, Any]:
             {"prompt": {**graph(1), "10": {"inputs": {}}}},
         )
         rec.call("invalid_non_json", "POST", "/prompt", raw=b"{not json")
+        wrong_type, bad_link, missing_image = graph(1), graph(1), graph(1)
+        wrong_type["3"]["inputs"]["model"] = ["4", 1]  # a CLIP where a MODEL goes
+        bad_link["3"]["inputs"]["model"] = ["4"]
+        missing_image["12"] = {"class_type": "LoadImage", "inputs": {"image": "nope.png"}}
+        missing_image["13"] = {"class_type": "PreviewImage", "inputs": {"images": ["12", 0]}}
+        for name, g in {
+            "wrong_link_type": wrong_type,
+            "bad_link": bad_link,
+            "missing_image": missing_image,
+        }.items():
+            rec.call(f"invalid_{name}", "POST", "/prompt", {"prompt": g, "client_id": cid})
+        two = graph(14)
+        two["20"] = {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["21", 0], "filename_prefix": "b"},
+        }
+        two["21"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0]}}
+        rec.run("one_bad_output", ws, cid, {"prompt": two})
+        rec.run("steps_as_string", ws, cid, {"prompt": graph(15, "1")})
         for name, query in {
             "dotdot": "filename=../x.png",
             "abs": "filename=/etc/passwd",
