@@ -1,4 +1,6 @@
-"""`MockComfy`: the stand-in server object — its lifecycle, its parts, and where messages go.
+"""`MockComfy`: the stand-in server object — its lifecycle, its parts (HTTP server, socket hub,
+queue, worker, saver) and where messages go: to the posting client's socket only, and without a
+client only what the real server sends to everyone (`status`, progress, an interrupt)."""
 
 from __future__ import annotations
 
