@@ -126,3 +126,46 @@ def types(messages: list[Any]) -> list[str]:
 def request_of(name: str) -> dict[str, Any]:
     request: dict[str, Any] = REAL[name]["request"]
     return request
+
+
+# -- graphs and outputs -------------------------------------------------------------------
+GRAPH: dict[str, Any] = REAL["own/fresh_post"]["request"]["json"]["prompt"]
+
+
+def graph(**changes: Any) -> dict[str, Any]:
+    """The recorded text-to-image graph; `changes` as NODE_input=value (e.g. n3_seed=5)."""
+    g = json.loads(json.dumps(GRAPH))
+    for name, value in changes.items():
+        node, _, field = name[1:].partition("_")
+        g[node]["inputs"][field] = value
+    return g
+
+
+def files(comfy: MockComfy) -> list[str]:
+    root = comfy.output_dir
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def view(comfy: MockComfy, image: dict[str, str]) -> requests.Response:
+    return requests.get(comfy.url + "/view", params=image, timeout=TIMEOUT)
+
+
+def images(comfy: MockComfy, prompt_id: str, node: str = "9") -> list[dict[str, str]]:
+    found: list[dict[str, str]] = history(comfy, prompt_id)["outputs"][node]["images"]
+    return found
+
+
+def seeded(seed: int, steps: int = 1) -> dict[str, Any]:
+    """This session's recorded graph with another seed and step count."""
+    g = json.loads(json.dumps(GRAPH))
+    g["3"]["inputs"].update(seed=seed, steps=steps)
+    return g
+
+
+def until(ws: ClientConnection, kind: str) -> list[Any]:
+    found = []
+    while True:
+        msg = json.loads(ws.recv(timeout=TIMEOUT))
+        found.append(msg)
+        if msg["type"] == kind:
+            return found

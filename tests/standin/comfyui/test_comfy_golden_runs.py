@@ -1,16 +1,13 @@
 """The stand-in ComfyUI held to what the real 0.3.64 did over several requests
 (tests/data/real-comfyui): a runtime error, interrupts with the queue cleared behind them,
-`front`, a client-chosen prompt_id used twice, POST /free's delayed effect, and the WebSocket
-routing rules (only the posting client; a second socket with the same clientId takes over;
-closing the first one orphans the second)."""
+`front`, a client-chosen prompt_id used twice, and POST /free's delayed effect (the socket
+routing rules: test_comfy_golden_ws.py)."""
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-import pytest
 import requests
 from comfyhelp import (
     REAL,
@@ -22,31 +19,14 @@ from comfyhelp import (
     post,
     request_of,
     run,
+    seeded,
     shape,
     types,
+    until,
     until_done,
 )
-from websockets.sync.client import ClientConnection, connect
 
 from sdbatch.standin.comfyui import Catalog, MockComfy
-
-OWN_GRAPH: dict[str, Any] = request_of("own/fresh_post")["json"]["prompt"]
-
-
-def graph(seed: int, steps: int = 1) -> dict[str, Any]:
-    """This session's recorded graph with another seed and step count."""
-    g = json.loads(json.dumps(OWN_GRAPH))
-    g["3"]["inputs"].update(seed=seed, steps=steps)
-    return g
-
-
-def until(ws: ClientConnection, kind: str) -> list[Any]:
-    found = []
-    while True:
-        msg = json.loads(ws.recv(timeout=TIMEOUT))
-        found.append(msg)
-        if msg["type"] == kind:
-            return found
 
 
 def without_steps(messages: list[Any]) -> list[tuple[str, Any]]:
@@ -80,11 +60,11 @@ def test_global_interrupt_and_queue_clear_as_recorded() -> None:
     without a body: the messages and statuses in the real order, history `error` with empty
     outputs, and /history delete."""
     with MockComfy(step_delay=0.05) as comfy, listening(comfy, "rec") as ws:
-        run(comfy, ws, {"prompt": graph(20), "client_id": "rec"})  # loader and texts cached
-        long_id = post(comfy, {"prompt": graph(21, 40), "client_id": "rec"}).json()["prompt_id"]
+        run(comfy, ws, {"prompt": seeded(20), "client_id": "rec"})  # loader and texts cached
+        long_id = post(comfy, {"prompt": seeded(21, 40), "client_id": "rec"}).json()["prompt_id"]
         seen = until(ws, "executing")
         for seed in (22, 23):
-            assert post(comfy, {"prompt": graph(seed), "client_id": "rec"}).status_code == 200
+            assert post(comfy, {"prompt": seeded(seed), "client_id": "rec"}).status_code == 200
         busy = requests.get(comfy.url + "/queue", timeout=TIMEOUT).json()
         assert shape(busy) == shape(REAL["own/queue_busy"]["body"])
         assert [len(busy["queue_running"]), len(busy["queue_pending"])] == [1, 2]
@@ -140,15 +120,15 @@ def test_front_and_client_prompt_ids_as_recorded() -> None:
     prompt_id is echoed, and may be used again (it runs again)."""
     with MockComfy(step_delay=0.05) as comfy, listening(comfy, "ex2") as ws:
         chosen = request_of("captured/round2/client_prompt_id_post")["json"]
-        first = post(comfy, {**chosen, "prompt": graph(1234, 2), "client_id": "ex2"}).json()
+        first = post(comfy, {**chosen, "prompt": seeded(1234, 2), "client_id": "ex2"}).json()
         assert first["prompt_id"] == chosen["prompt_id"]
         until_done(ws, chosen["prompt_id"])
-        again = post(comfy, {**chosen, "prompt": graph(1235, 20), "client_id": "ex2"}).json()
+        again = post(comfy, {**chosen, "prompt": seeded(1235, 20), "client_id": "ex2"}).json()
         assert (again["prompt_id"], again["number"]) == (chosen["prompt_id"], first["number"] + 1)
         numbers = []
         for name, seed in (("front_A", 2001), ("front_B", 2002), ("front_C_front", 2003)):
             recorded = request_of(f"captured/round2/{name}")["json"]
-            body = {**recorded, "prompt": graph(seed), "client_id": "ex2"}
+            body = {**recorded, "prompt": seeded(seed), "client_id": "ex2"}
             numbers.append(post(comfy, body).json()["number"])
         real = [
             REAL[f"captured/round2/{n}"]["body"]["number"]
@@ -181,88 +161,3 @@ def test_free_takes_effect_after_the_next_prompt_as_recorded() -> None:
     cached = next(m for m in messages if m["type"] == "execution_cached")
     real = next(m for m in REAL["captured/timing_after_free_ws"] if m["type"] == "execution_cached")
     assert cached["data"]["nodes"] == real["data"]["nodes"] == ["4", "5", "7"]
-
-
-def test_events_go_only_to_the_posting_client_as_recorded() -> None:
-    """Two sockets: a prompt with A's client_id reports to A only (B gets the status broadcasts);
-    a prompt without client_id reports progress to everyone and nothing else."""
-    recorded = REAL["captured/ws_routing_two_clients"]
-    with (
-        MockComfy(step_delay=0.01) as comfy,
-        listening(comfy, "A") as a,
-        listening(comfy, "B") as b,
-    ):
-        for case, client in (
-            ("prompt_with_client_id_clientA", "A"),
-            ("prompt_without_client_id", None),
-        ):
-            body: dict[str, Any] = {"prompt": graph(len(case))}
-            if client:
-                body["client_id"] = client
-            prompt_id = post(comfy, body).json()["prompt_id"]
-            # With a client, its last message follows the final status.
-            got = {"A": until_done(a, prompt_id) if client else _until_idle(a), "B": _until_idle(b)}
-            for who in ("A", "B"):
-                want = set(recorded[case][who]) - {"BINARY"}  # previews are off by default
-                assert set(types(got[who])) == want, (case, who)
-
-
-def _until_idle(ws: ClientConnection) -> list[Any]:
-    """Messages up to the status that shows the queue empty again."""
-    found = []
-    while True:
-        msg = json.loads(ws.recv(timeout=TIMEOUT))
-        found.append(msg)
-        idle = (
-            msg["type"] == "status" and msg["data"]["status"]["exec_info"]["queue_remaining"] == 0
-        )
-        if idle and len(found) > 1:
-            return found
-
-
-def test_second_socket_takes_over_as_recorded() -> None:
-    """A second socket with the same clientId gets `status` (with the sid) and the node running
-    now, then every event; the first gets nothing more."""
-    with MockComfy(step_delay=0.05) as comfy, listening(comfy, "ex2") as first:
-        prompt_id = post(comfy, {"prompt": graph(5, 20), "client_id": "ex2"}).json()["prompt_id"]
-        until(first, "progress")
-        with connect(comfy.ws_url("ex2")) as second:
-            hello = [json.loads(second.recv(timeout=TIMEOUT)) for _ in range(2)]
-            want = REAL["captured/round2/reconnect_first_msgs"]
-            assert shape(hello) == shape(want)
-            assert hello[1] == {"type": "executing", "data": {"node": "3"}}
-            rest = until_done(second, prompt_id)
-            assert "execution_success" in types(rest)
-            leftovers = []
-            with pytest.raises(TimeoutError):
-                while True:  # what the first had before the takeover, then nothing
-                    leftovers.append(json.loads(first.recv(timeout=0.3)))
-            assert "execution_success" not in types(leftovers)
-
-
-def test_closing_the_first_socket_orphans_the_second_as_recorded() -> None:
-    """Recorded on the real server: once the first socket with an id closes, the id is dropped,
-    and the second socket, which had taken over, gets nothing for that client."""
-    with (
-        MockComfy() as comfy,
-        connect(comfy.ws_url("s")) as first,
-        connect(comfy.ws_url("s")) as second,
-    ):
-        first.recv(timeout=TIMEOUT)
-        second.recv(timeout=TIMEOUT)
-        first.close()
-        deadline = time.monotonic() + TIMEOUT
-        while "s" in comfy.hub.client_ids() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        prompt_id = post(comfy, {"prompt": graph(31), "client_id": "s"}).json()["prompt_id"]
-        while not history_ready(comfy, prompt_id) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        got = []
-        with pytest.raises(TimeoutError):
-            while True:
-                got.append(json.loads(second.recv(timeout=0.3)))
-    assert got == REAL["own/steal_then_first_closes"]["second_got"] == []
-
-
-def history_ready(comfy: MockComfy, prompt_id: str) -> bool:
-    return bool(requests.get(f"{comfy.url}/history/{prompt_id}", timeout=TIMEOUT).json())
