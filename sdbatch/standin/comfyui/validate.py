@@ -7,14 +7,19 @@ and still reported in the 200's `node_errors` (comfyui-api.md C2).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdbatch.standin.comfyui.catalog import Catalog, is_output
-
-Reason = dict[str, Any]
+from sdbatch.standin.comfyui.catalog import Catalog, is_output, output_types
+from sdbatch.standin.comfyui.inputs import (
+    CUSTOM,
+    Reason,
+    custom_reason,
+    link_reason,
+    literal,
+    reason,
+)
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ class _Validator:
             if name not in given:
                 if name in entry["input"]["required"]:
                     reasons.append(
-                        _reason(
+                        reason(
                             "required_input_missing",
                             "Required input is missing",
                             name,
@@ -172,76 +177,23 @@ class _Validator:
                     )
                 continue
             value = given[name]
-            if is_link(value):
-                source = value[0]
-                if source not in self.prompt:
+            if isinstance(value, list):  # a link, or an attempt at one
+                source = str(value[0]) if len(value) == 2 else ""
+                if len(value) == 2 and value[0] not in self.prompt:
                     raise _InnerKeyError(source)
-                if not self.node_ok(source, (node_id, name, value)):
+                outputs = output_types(self.prompt[source]["class_type"]) if source else []
+                found = link_reason(name, value, config, outputs)
+                if found is not None:
+                    reasons.append(found)
+                elif not self.node_ok(source, (node_id, name, value)):
                     ok = False
                 continue
-            reason = value_reason(name, value, config)
-            if reason is not None:
-                reasons.append(reason)
+            if (node["class_type"], name) in CUSTOM:
+                found = custom_reason(node["class_type"], name, value, self.inputs)
+            else:
+                found, given[name] = literal(name, value, config)  # kept as converted
+            if found is not None:
+                reasons.append(found)
         if reasons:
             self.failures[node_id] = reasons
         return ok and not reasons
-
-
-def _reason(kind: str, message: str, details: str, extra: dict[str, Any]) -> Reason:
-    return {"type": kind, "message": message, "details": details, "extra_info": extra}
-
-
-CONVERT = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
-
-
-def value_reason(name: str, value: Any, config: list[Any]) -> Reason | None:
-    """What is wrong with a literal input value, None when it is acceptable."""
-    kind, options = config[0], (config[1] if len(config) > 1 else {})
-    extra: dict[str, Any] = {"input_name": name, "input_config": config, "received_value": value}
-    if isinstance(kind, list):
-        if _hashable(value) and value in kind:
-            return None
-        listed = f"(list of length {len(kind)})" if len(kind) > 20 else str(kind)
-        if len(kind) > 20:
-            extra["input_config"] = None
-        return _reason(
-            "value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}", extra
-        )
-    if kind not in CONVERT:
-        return None  # a socket type given a literal: the node would get it as it is
-    try:
-        value = CONVERT[kind](value)
-        if kind == "FLOAT" and math.isnan(value):
-            raise ValueError("NaN is not allowed")
-    except (TypeError, ValueError, OverflowError) as exc:
-        extra["exception_message"] = str(exc)
-        return _reason(
-            "invalid_input_type",
-            f"Failed to convert an input value to a {kind} value",
-            f"{name}, {extra['received_value']}, {exc}",
-            extra,
-        )
-    extra["received_value"] = value
-    if "min" in options and value < options["min"]:
-        return _reason(
-            "value_smaller_than_min",
-            f"Value {value} smaller than min of {options['min']}",
-            name,
-            extra,
-        )
-    if "max" in options and value > options["max"]:
-        return _reason(
-            "value_bigger_than_max",
-            f"Value {value} bigger than max of {options['max']}",
-            name,
-            extra,
-        )
-    return None
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

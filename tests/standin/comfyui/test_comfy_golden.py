@@ -36,7 +36,8 @@ GETS = sorted(
     and not name.endswith(("_history", "_after_clear", "_busy", "_after_delete", "_pending"))
     and "prompt_get_while_busy" not in name
 )
-REJECTED = sorted(n for n in REAL if "/invalid_" in n)
+# A refused prompt (400, or a 500 for a body that is not JSON); a 200 is test_comfy_golden_runs'.
+REJECTED = sorted(n for n in REAL if "/invalid_" in n and REAL[n]["status"] != 200)
 
 
 def catalog_for(name: str) -> Catalog:

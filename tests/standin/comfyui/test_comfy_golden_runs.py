@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import requests
 from comfyhelp import (
     REAL,
@@ -161,3 +162,32 @@ def test_free_takes_effect_after_the_next_prompt_as_recorded() -> None:
     cached = next(m for m in messages if m["type"] == "execution_cached")
     real = next(m for m in REAL["captured/timing_after_free_ws"] if m["type"] == "execution_cached")
     assert cached["data"]["nodes"] == real["data"]["nodes"] == ["4", "5", "7"]
+
+
+@pytest.mark.parametrize("name", ["own/invalid_missing_image", "own/one_bad_output_post"])
+def test_partly_valid_prompt_is_queued_as_recorded(name: str) -> None:
+    """A graph with one valid output and one invalid is queued (200) with the invalid one's
+    `node_errors`, and runs only the valid output."""
+    recorded = REAL[name]
+    with MockComfy() as comfy, listening(comfy, "c") as ws:
+        answer = post(comfy, {**recorded["request"]["json"], "client_id": "c"})
+        assert (answer.status_code, answer.headers["content-type"]) == (
+            recorded["status"],
+            recorded["content_type"],
+        )
+        body = answer.json()
+        assert list(body) == list(recorded["body"])
+        assert body["node_errors"] == recorded["body"]["node_errors"]
+        until_done(ws, body["prompt_id"])
+        assert history(comfy, body["prompt_id"])["prompt"][4] == ["9"]
+
+
+def test_converted_values_are_what_the_graph_keeps_as_recorded() -> None:
+    """`"steps": "1"` passes as INT and history (and so the PNG's `prompt`) holds `1`."""
+    with MockComfy() as comfy, listening(comfy, "c") as ws:
+        body = {**request_of("own/steps_as_string_post")["json"], "client_id": "c"}
+        assert body["prompt"]["3"]["inputs"]["steps"] == "1"
+        prompt_id, _ = run(comfy, ws, body)
+        (real,) = REAL["own/steps_as_string_history"]["body"].values()
+        assert history(comfy, prompt_id)["prompt"][2] == real["prompt"][2]
+        assert real["prompt"][2]["3"]["inputs"]["steps"] == 1
