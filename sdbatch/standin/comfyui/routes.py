@@ -115,6 +115,8 @@ def post_prompt(comfy: MockComfy, req: Request) -> Answer:
         body = json.loads(req.raw)
     except ValueError:
         return server_error()  # aiohttp's page for the unhandled decode error
+    if isinstance(body, list | str) and "prompt" not in body:
+        body = {}  # `"prompt" in body` is false for these too: a numbered no_prompt 400
     if not isinstance(body, dict):
         return server_error()
     failure = comfy.faults.take_http_failure()
