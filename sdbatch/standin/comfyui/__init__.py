@@ -19,7 +19,9 @@ without writing anything, as the real one does.
         comfy.inject(error_next=1)  # the next sampler fails with an out-of-memory error
         comfy.recorder.executions  # what ran, what was cached, which files were written
 
-`python -m sdbatch.standin.comfyui --port 8188 [--step-delay S]` runs one from the shell.
+`python -m sdbatch.standin.comfyui --port 8188 [--step-delay S]` runs one from the shell; a test
+steers such a process through `POST /mock/faults`, `POST /mock/drop_sockets` and reads
+`GET /mock/log` (control.py).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sdbatch.standin.comfyui import routes
+from sdbatch.standin.comfyui import control, routes
 from sdbatch.standin.comfyui.records import LoggedRequest
 from sdbatch.standin.comfyui.ws import Socket
 
@@ -90,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
         request = routes.Request(self.command, path, query, raw)
-        handler = routes.find(self.command, path)
+        handler = routes.find(self.command, path) or control.ROUTES.get((self.command, path))
         try:
             answer = (
                 handler(comfy, request)

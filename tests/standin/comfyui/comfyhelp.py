@@ -7,7 +7,7 @@ import json
 import re
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,15 @@ ROUND2_CATALOG = Catalog(
 )
 
 
-@contextmanager
-def listening(comfy: MockComfy, client_id: str) -> Iterator[ClientConnection]:
+def listening(comfy: MockComfy, client_id: str) -> AbstractContextManager[ClientConnection]:
     """A WebSocket as `client_id`, its connect `status` already read."""
-    with connect(comfy.ws_url(client_id), open_timeout=TIMEOUT) as ws:
+    return listening_url(comfy.url, client_id)
+
+
+@contextmanager
+def listening_url(url: str, client_id: str) -> Iterator[ClientConnection]:
+    ws_url = url.replace("http://", "ws://", 1) + f"/ws?clientId={client_id}"
+    with connect(ws_url, open_timeout=TIMEOUT) as ws:
         first = json.loads(ws.recv(timeout=TIMEOUT))
         assert first["type"] == "status"
         yield ws
