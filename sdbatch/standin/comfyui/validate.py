@@ -86,7 +86,19 @@ def check(body: Mapping[str, Any], catalog: Catalog, inputs: list[str]) -> Check
     good: list[str] = []
     node_errors: dict[str, Any] = {}
     for out in outputs:
-        if validator.node_ok(out, None):
+        try:
+            ok = validator.node_ok(out, None)
+        except _InnerKeyError as exc:  # an output linking to nothing (from the source; unrecorded)
+            ok, validator.done[out] = False, False
+            validator.failures[out] = [
+                reason(
+                    "exception_during_validation",
+                    "Exception when validating node",
+                    repr(str(exc.args[0])),
+                    {"exception_type": "KeyError", "traceback": [f"  validating node {out}\n"]},
+                )
+            ]
+        if ok:
             good.append(out)
             continue
         for failed, reasons in validator.failures.items():

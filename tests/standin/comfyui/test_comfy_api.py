@@ -180,3 +180,15 @@ def test_history_paging_clear_api_prefix_and_request_log() -> None:
         posts = [r for r in comfy.recorder.requests if (r.method, r.path) == ("POST", "/prompt")]
         assert [r.body["prompt"]["3"]["inputs"]["seed"] for r in posts] == [1, 2, 3]
         assert [r.status for r in comfy.recorder.requests if r.path == "/ws"] == [101]
+
+
+def test_output_linking_to_a_missing_node_is_refused() -> None:
+    """comfyui-api.md C2 `exception_during_validation`: the output node itself links to nothing
+    (no consumer to report it, unlike the recorded inner case)."""
+    g = {"9": {"class_type": "SaveImage", "inputs": {"images": ["99", 0], "filename_prefix": "x"}}}
+    with MockComfy() as comfy:
+        answer = post(comfy, {"prompt": g})
+        assert answer.status_code == 400
+        (error,) = answer.json()["node_errors"]["9"]["errors"]
+        assert (error["type"], error["details"]) == ("exception_during_validation", "'99'")
+        assert comfy.queue.remaining() == 0
