@@ -62,7 +62,8 @@ ENTRIES: dict[str, Any] = _load_entries()
 
 @dataclass(frozen=True)
 class Catalog:
-    """The installed models. `broken` checkpoints fail to load with (exception type, message)."""
+    """The installed models (and the device's size). `broken` checkpoints fail to load with
+    (exception type, message)."""
 
     checkpoints: tuple[str, ...] = REAL_CHECKPOINTS
     loras: tuple[str, ...] = ()
@@ -70,6 +71,10 @@ class Catalog:
     broken: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {"zz_broken.safetensors": (BROKEN_TYPE, BROKEN_MESSAGE)}
     )
+    # The pretend device's memory: a latent batch of more pixels fails at run time with an
+    # out-of-memory error (EmptyLatentImage allows 16384x16384x4096, far past what a test or
+    # this machine can draw as noise).
+    max_pixels: int = 4096 * 4096 * 4
 
     def folder(self, name: str) -> list[str] | None:
         """GET /models/{folder}: the files, [] for a known empty folder, None for an unknown."""

@@ -75,6 +75,8 @@ def run(class_type: str, inputs: Mapping[str, Any], ctx: Context) -> tuple[tuple
         return (key("cond", i["clip"], i["text"]),), None
     if class_type == "EmptyLatentImage":
         w, h, n = int(i["width"]) // 8 * 8, int(i["height"]) // 8 * 8, int(i["batch_size"])
+        if w * h * n > ctx.catalog.max_pixels:
+            raise NodeFailure("torch.OutOfMemoryError", f"{n}x{w}x{h} does not fit (stand-in)")
         return (Latent(w, h, tuple(key("empty", w, h) for _ in range(n))),), None
     if class_type in ("KSampler", "KSamplerAdvanced"):
         ctx.before_sampling()

@@ -25,7 +25,7 @@ from comfyhelp import (
 from PIL import Image
 from websockets.exceptions import ConnectionClosed
 
-from sdbatch.standin.comfyui import MockComfy
+from sdbatch.standin.comfyui import Catalog, MockComfy
 
 
 # -- the cache trap -------------------------------------------------------------------------
@@ -192,3 +192,14 @@ def test_output_linking_to_a_missing_node_is_refused() -> None:
         (error,) = answer.json()["node_errors"]["9"]["errors"]
         assert (error["type"], error["details"]) == ("exception_during_validation", "'99'")
         assert comfy.queue.remaining() == 0
+
+
+def test_a_batch_too_big_for_the_device_fails_at_run_time() -> None:
+    with MockComfy(catalog=Catalog(max_pixels=64 * 64)) as comfy, listening(comfy, "c") as ws:
+        messages = run(comfy, ws, {"prompt": graph(), "client_id": "c"})[1]  # 2 x 64x64
+        error = next(m["data"] for m in messages if m["type"] == "execution_error")
+        assert (error["node_type"], error["exception_type"]) == (
+            "EmptyLatentImage",
+            "torch.OutOfMemoryError",
+        )
+        assert files(comfy) == []
