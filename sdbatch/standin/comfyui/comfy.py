@@ -41,7 +41,7 @@ class MockComfy:
         catalog: Catalog | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.host, self.port, self.step_delay, self.clock = host, port, step_delay, clock
+        self.host, self.port, self.clock = host, port, clock
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="sdbatch-comfy-")) if root is None else Path(root)
         self.catalog = catalog or Catalog()
@@ -104,6 +104,15 @@ class MockComfy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def step_delay(self) -> float:
+        """Seconds per sampler step; may be changed while the server runs."""
+        return self.worker.step_delay
+
+    @step_delay.setter
+    def step_delay(self, seconds: float) -> None:
+        self.worker.step_delay = seconds
 
     @property
     def url(self) -> str:

@@ -28,7 +28,7 @@ GC_INTERVAL = 10.0
 UNADDRESSED = frozenset({"progress", "progress_state", "execution_interrupted"})
 
 # send(event, data, client_id or None, send even without a client)
-Deliver = Callable[[str, dict[str, Any], "str | None", bool], None]
+Deliver = Callable[[str, dict[str, Any], str | None, bool], None]
 
 
 class Worker:
@@ -44,12 +44,8 @@ class Worker:
         step_delay: float,
     ) -> None:
         self.queue, self.saver, self.catalog, self.faults = queue, saver, catalog, faults
-        self.recorder, self._deliver, self.clock, self.step_delay = (
-            recorder,
-            deliver,
-            clock,
-            step_delay,
-        )
+        self.recorder, self._deliver, self.clock = recorder, deliver, clock
+        self.step_delay = step_delay  # read at each step: a test may change it between prompts
         self.cache = Cache()
         self._interrupt = threading.Event()
         self._lock = threading.Lock()
