@@ -37,9 +37,10 @@ class Run:
         send: Send,
         interrupt: threading.Event,
         ctx: Callable[[Run, str], nodes.Context],
+        changed: Callable[[str, Mapping[str, Any]], Any] | None = None,
     ) -> None:
         self.item, self.cache, self._send, self.interrupt = item, cache, send, interrupt
-        self._ctx = ctx
+        self._ctx, self.changed = ctx, changed
         self.messages: list[list[Any]] = []
         self.ui: dict[str, Any] = {}
         self.progress: dict[str, dict[str, Any]] = {}
@@ -89,7 +90,7 @@ class Run:
         graph, item, pid = self.item.graph, self.item, self.item.prompt_id
         self.event("execution_start", {"prompt_id": pid}, record=True)
         try:
-            sigs = signatures(graph)
+            sigs = signatures(graph, self.changed)
             self.cache.keep(set(sigs.values()))
             cached = [n for n in graph if sigs[n] in self.cache.entries]
             self.event("execution_cached", {"nodes": cached, "prompt_id": pid}, record=True)

@@ -12,7 +12,7 @@ given order), each time the first whose inputs are done, an output node first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,11 @@ class Cache:
         self.entries.clear()
 
 
-def signatures(graph: Mapping[str, Any]) -> dict[str, str]:
+def signatures(
+    graph: Mapping[str, Any], changed: Callable[[str, Mapping[str, Any]], Any] | None = None
+) -> dict[str, str]:
+    """Each node's cache key. `changed(class_type, inputs)` adds what a node's IS_CHANGED would
+    (LoadImage: its file's content), so a new file under the old name runs again."""
     found: dict[str, str] = {}
 
     def sig(node_id: str, depth: int = 0) -> str:
@@ -64,7 +68,8 @@ def signatures(graph: Mapping[str, Any]) -> dict[str, str]:
                 (name, ("link", sig(v[0], depth + 1), v[1]) if is_link(v) else repr(v))
                 for name, v in node.get("inputs", {}).items()
             )
-            found[node_id] = nodes.key(node["class_type"], parts)
+            extra = changed(node["class_type"], node.get("inputs", {})) if changed else None
+            found[node_id] = nodes.key(node["class_type"], parts, extra)
         return found[node_id]
 
     for node_id in graph:

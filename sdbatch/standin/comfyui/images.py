@@ -11,6 +11,7 @@ folder fails at run time, as on the real server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -117,6 +118,13 @@ class Saver:
         path = self.folder("input") / "example.png"
         if not any(self.folder("input").iterdir()):
             noise(key("example"), self.seed, 64, 64).save(path)
+
+    def input_digest(self, name: str) -> str | None:
+        path = self.folder("input") / name
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
 
     def inputs(self) -> list[str]:
         folder = self.folder("input")

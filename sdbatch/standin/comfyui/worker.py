@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sdbatch.standin.comfyui import nodes
@@ -80,6 +80,12 @@ class Worker:
                 self.cache.clear()
                 self._free = False
 
+    def _changed(self, class_type: str, inputs: Mapping[str, Any]) -> Any:
+        """LoadImage's IS_CHANGED: its file's content (the real one hashes it too)."""
+        if class_type != "LoadImage":
+            return None
+        return self.saver.input_digest(str(inputs.get("image", "")))
+
     def _sender(self, sid: str | None) -> Send:
         return lambda event, data: self._deliver(event, data, sid, event in UNADDRESSED)
 
@@ -101,6 +107,7 @@ class Worker:
                     self._sender(item.client_id),
                     self._interrupt,
                     functools.partial(self._context, files=files),
+                    self._changed,
                 )
                 self._run = run
             started = self.clock()

@@ -103,3 +103,22 @@ def test_other_nodes_run() -> None:
         assert view(comfy, preview[0]).status_code == 200
         with Image.open(io.BytesIO(view(comfy, entry["outputs"]["9"]["images"][0]).content)) as img:
             assert img.size == (64, 64)  # example.png's size, through VAEEncode
+
+
+def test_a_new_file_under_the_old_name_runs_again() -> None:
+    """LoadImage is keyed by its file's content (its IS_CHANGED), not just by its name."""
+    g = graph()
+    g["12"] = {"class_type": "LoadImage", "inputs": {"image": "example.png"}}
+    g["13"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["4", 2]}}
+    g["3"]["inputs"]["latent_image"] = ["13", 0]
+    with MockComfy() as comfy, listening(comfy, "c") as ws:
+        run(comfy, ws, {"prompt": g, "client_id": "c"})
+        run(comfy, ws, {"prompt": g, "client_id": "c"})
+        Image.new("RGB", (32, 32)).save(comfy.root / "input" / "example.png")
+        prompt_id, _ = run(comfy, ws, {"prompt": g, "client_id": "c"})
+        ran = [e.ran for e in comfy.recorder.executions]
+        assert ran[1] == ()
+        assert ran[2] == ("12", "13", "3", "8", "9")
+        data = view(comfy, images(comfy, prompt_id)[0]).content
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (32, 32)
