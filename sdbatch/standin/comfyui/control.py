@@ -1,5 +1,5 @@
 """The stand-in's own routes, for tests that run it as a separate process (`python -m
-sdbatch.standin.comfyui`) and cannot call `MockComfy` methods: the real ComfyUI has none of
+sdbatch.standin.comfyui`) and cannot call `Host` methods: the real ComfyUI has none of
 these, and they live under `/mock/` where no ComfyUI route is.
 
 - `POST /mock/faults` {setting: value, ...}: change fault settings (faults.py); answers them all.
@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
 
+from sdbatch.standin.comfyui.host import Host
 from sdbatch.standin.comfyui.routes import Answer, Handler, Request, as_json
 
-if TYPE_CHECKING:
-    from sdbatch.standin.comfyui.comfy import MockComfy
 
-
-def faults(comfy: MockComfy, req: Request) -> Answer:
+def faults(comfy: Host, req: Request) -> Answer:
     try:
         body = json.loads(req.raw or b"{}")
         if not isinstance(body, dict):
@@ -33,12 +30,12 @@ def faults(comfy: MockComfy, req: Request) -> Answer:
     return as_json(dataclasses.asdict(settings))
 
 
-def drop_sockets(comfy: MockComfy, req: Request) -> Answer:
+def drop_sockets(comfy: Host, req: Request) -> Answer:
     comfy.drop_sockets()
     return as_json({"dropped": True})
 
 
-def log(comfy: MockComfy, req: Request) -> Answer:
+def log(comfy: Host, req: Request) -> Answer:
     requests = [
         {
             "method": r.method,

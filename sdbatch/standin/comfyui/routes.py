@@ -15,12 +15,10 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sdbatch.standin.comfyui.host import Host
 from sdbatch.standin.comfyui.validate import Rejected, check
-
-if TYPE_CHECKING:
-    from sdbatch.standin.comfyui.comfy import MockComfy
 
 SERVER_ERROR = b"500 Internal Server Error\n\nServer got itself in trouble"
 
@@ -58,7 +56,7 @@ def _body(req: Request) -> Any:
         return None
 
 
-def system_stats(comfy: MockComfy, req: Request) -> Answer:
+def system_stats(comfy: Host, req: Request) -> Answer:
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if os.name == "posix" else 0
     system = {
         "os": os.name,
@@ -85,12 +83,12 @@ def system_stats(comfy: MockComfy, req: Request) -> Answer:
     return as_json({"system": system, "devices": [device]})
 
 
-def object_info(comfy: MockComfy, req: Request) -> Answer:
+def object_info(comfy: Host, req: Request) -> Answer:
     name = req.path.removeprefix("/object_info").strip("/") or None
     return as_json(comfy.catalog.object_info(comfy.saver.inputs(), name))
 
 
-def models(comfy: MockComfy, req: Request) -> Answer:
+def models(comfy: Host, req: Request) -> Answer:
     folder = req.path.removeprefix("/models").strip("/")
     if not folder:
         return as_json(list(comfy.model_folders()))
@@ -98,19 +96,19 @@ def models(comfy: MockComfy, req: Request) -> Answer:
     return Answer(404) if files is None else as_json(files)
 
 
-def embeddings(comfy: MockComfy, req: Request) -> Answer:
+def embeddings(comfy: Host, req: Request) -> Answer:
     return as_json(list(comfy.catalog.embeddings))
 
 
-def features(comfy: MockComfy, req: Request) -> Answer:
+def features(comfy: Host, req: Request) -> Answer:
     return as_json({"supports_preview_metadata": True, "max_upload_size": 104857600})
 
 
-def get_prompt(comfy: MockComfy, req: Request) -> Answer:
+def get_prompt(comfy: Host, req: Request) -> Answer:
     return as_json({"exec_info": {"queue_remaining": comfy.queue.remaining()}})
 
 
-def post_prompt(comfy: MockComfy, req: Request) -> Answer:
+def post_prompt(comfy: Host, req: Request) -> Answer:
     try:
         body = json.loads(req.raw)
     except ValueError:
@@ -140,11 +138,11 @@ def post_prompt(comfy: MockComfy, req: Request) -> Answer:
     return as_json({"prompt_id": prompt_id, "number": number, "node_errors": checked.node_errors})
 
 
-def get_queue(comfy: MockComfy, req: Request) -> Answer:
+def get_queue(comfy: Host, req: Request) -> Answer:
     return as_json(comfy.queue.snapshot())
 
 
-def post_queue(comfy: MockComfy, req: Request) -> Answer:
+def post_queue(comfy: Host, req: Request) -> Answer:
     body = _body(req)
     if isinstance(body, dict):
         if body.get("clear"):
@@ -154,21 +152,21 @@ def post_queue(comfy: MockComfy, req: Request) -> Answer:
     return Answer(200)
 
 
-def interrupt(comfy: MockComfy, req: Request) -> Answer:
+def interrupt(comfy: Host, req: Request) -> Answer:
     body = _body(req)
     target = body.get("prompt_id") if isinstance(body, dict) else None
     comfy.interrupt(str(target) if target is not None else None)
     return Answer(200)
 
 
-def free(comfy: MockComfy, req: Request) -> Answer:
+def free(comfy: Host, req: Request) -> Answer:
     body = _body(req)
     if isinstance(body, dict) and body.get("free_memory"):
         comfy.reset_cache()
     return Answer(200)
 
 
-def get_history(comfy: MockComfy, req: Request) -> Answer:
+def get_history(comfy: Host, req: Request) -> Answer:
     prompt_id = req.path.removeprefix("/history").strip("/")
     if prompt_id:
         return as_json(comfy.queue.history_of(prompt_id))
@@ -180,7 +178,7 @@ def get_history(comfy: MockComfy, req: Request) -> Answer:
     return as_json(comfy.queue.history(max_items, offset))
 
 
-def post_history(comfy: MockComfy, req: Request) -> Answer:
+def post_history(comfy: Host, req: Request) -> Answer:
     body = _body(req)
     if isinstance(body, dict):
         if body.get("clear"):
@@ -190,7 +188,7 @@ def post_history(comfy: MockComfy, req: Request) -> Answer:
     return Answer(200)
 
 
-def view(comfy: MockComfy, req: Request) -> Answer:
+def view(comfy: Host, req: Request) -> Answer:
     filename = req.query.get("filename", "")
     status, path = comfy.saver.view(
         filename, req.query.get("subfolder", ""), req.query.get("type", "output")
@@ -201,7 +199,7 @@ def view(comfy: MockComfy, req: Request) -> Answer:
     return Answer(200, path.read_bytes(), "image/png", headers)
 
 
-Handler = Callable[["MockComfy", Request], Answer]
+Handler = Callable[[Host, Request], Answer]
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/system_stats"): system_stats,
     ("GET", "/object_info"): object_info,

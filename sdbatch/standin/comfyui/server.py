@@ -14,15 +14,13 @@ import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sdbatch.standin.comfyui import control, routes
+from sdbatch.standin.comfyui.host import Host
 from sdbatch.standin.comfyui.records import LoggedRequest
 from sdbatch.standin.comfyui.ws import Socket
-
-if TYPE_CHECKING:
-    from sdbatch.standin.comfyui.comfy import MockComfy
 
 log = logging.getLogger("sdbatch.standin.comfyui")
 
@@ -32,7 +30,7 @@ class ComfyHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], comfy: MockComfy) -> None:
+    def __init__(self, address: tuple[str, int], comfy: Host) -> None:
         super().__init__(address, Handler)
         self.comfy = comfy
         self._connections: set[socket.socket] = set()
@@ -118,7 +116,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away
             self.close_connection = True
 
-    def _websocket(self, comfy: MockComfy, query: dict[str, str]) -> None:
+    def _websocket(self, comfy: Host, query: dict[str, str]) -> None:
         self.close_connection = True
         sid = query.get("clientId") or uuid.uuid4().hex
         ws = Socket.accept(
