@@ -27,6 +27,7 @@ from sdbatch.output.writer import SUMMARY, RunInfo, Writer, write_json
 from sdbatch.pictures.gallery import GALLERY, build_gallery
 from sdbatch.pictures.sheet import SHEETS_DIR, build_sheets
 from sdbatch.pictures.sheetnames import slicing_folder
+from sdbatch.pictures.thumbs import Thumbs
 from sdbatch.plan.expand import Plan
 from sdbatch.plan.pictures import check_decodes
 from sdbatch.run.dispatch import Stopper, dispatch
@@ -47,10 +48,11 @@ UNSAFE_SHOWN = 3  # manifest rows naming an unsafe file, said one by one; the re
 class _WriterThread(threading.Thread):
     """Consumes outcomes as they come; remembers the first error so the run can stop on it."""
 
-    def __init__(self, writer: Writer, progress: Progress) -> None:
+    def __init__(self, writer: Writer, progress: Progress, thumbs: Thumbs | None = None) -> None:
         super().__init__(name="sdbatch-writer", daemon=True)
         self.writer = writer
         self.progress = progress
+        self.thumbs = thumbs
         self.inbox: queue.Queue[Outcome | None] = queue.Queue(maxsize=WRITE_QUEUE_DEPTH)
         self.error: BaseException | None = None
 
@@ -80,11 +82,23 @@ class _WriterThread(threading.Thread):
 
     def _flush(self) -> None:
         """Report rows only once they are on disk: a summary never counts an unrecorded image."""
+        saved = []
         for row in self.writer.flush():
             if row["status"] in ("ok", "mismatch"):
                 self.progress.image_saved(row)
+                saved.append(row)
             else:
                 self.progress.payload_failed(row)
+        # Each image's gallery thumbnail now, while the webui makes the next ones: made at
+        # the end, they were seconds to minutes of waiting after the last image (the gallery
+        # finds them made). A failure here is the gallery's to report, not the run's.
+        if self.thumbs is None:
+            return
+        try:
+            for row in saved:
+                self.thumbs.url(row["file"], row.get("width"), row.get("height"))
+        except (SdbatchError, OSError):
+            self.thumbs = None
 
 
 def _poll_steps(worker: Worker, progress: Progress) -> None:
@@ -128,7 +142,7 @@ def run_plan(
         postcheck=connection.postcheck if connection.checked else None,
     )
     progress = Progress(console, todo.images, clock=clock)
-    thread = _WriterThread(writer, progress)
+    thread = _WriterThread(writer, progress, Thumbs(out_dir))
     result = RunResult(out_dir, plan.image_count, skipped=todo.done_images, strict=strict)
     workers = list(connection.workers)
     thread.start()

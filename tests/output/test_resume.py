@@ -458,3 +458,37 @@ def test_what_is_left_is_the_same_counted_or_walked(tmp_path: Path, layers: str)
     complete = [i.index for i in plan if len(finished.get(i.index, ())) == i.image_count]
     assert [i.index for i in left.payloads()] == [i.index for i in plan if i.index not in complete]
     assert bool(complete) and len(complete) < plan.payload_count  # both kinds were drawn
+
+
+def test_thumbnails_are_made_as_images_land_not_after_the_last(tmp_path: Path) -> None:
+    # A run killed half-way never draws its gallery, yet every image it saved already has its
+    # thumbnail: they are made on the writer's thread while the webui works on the next ones.
+    with MockWebui(image_delay=0.3) as server:
+        job = write_job(
+            tmp_path / "job.yaml",
+            server.url,
+            ["a cat"],
+            list(range(1, 9)),
+            defaults={
+                "steps": 2,
+                "width": 320,
+                "height": 320,  # over the 256 px of a thumbnail
+            },
+        )
+        out = tmp_path / "out"
+        proc = start_run(job, out)
+        deadline = time.monotonic() + 30
+        while len([r for r in rows_of(out) if r["status"] == "ok"]) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.2)  # the writer makes a row's thumbnail right after the row lands
+        proc.kill()
+        proc.communicate(timeout=10)  # reaps it and closes its pipes
+        wait_idle(server)
+    saved = [r for r in rows_of(out) if r["status"] == "ok"]
+    assert not (out / "index.html").exists() and 3 <= len(saved) < 8
+    thumbs = sorted(p.name for p in (out / "thumbs").glob("*.jpg"))
+    assert len(thumbs) >= len(saved) - 1  # the last row may have landed just before the kill
+    for name in thumbs:
+        with Image.open(out / "thumbs" / name) as img:
+            assert max(img.size) == 256
