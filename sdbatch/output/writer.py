@@ -24,9 +24,9 @@ from typing import Any
 from sdbatch.backends.base import USED_FIELDS, DecodeError, GeneratedImage, Outcome, Response
 from sdbatch.errors import OutputError
 from sdbatch.output.atomic import replace_file, temporary
+from sdbatch.output.done import Done
 from sdbatch.output.index import IndexAppender
 from sdbatch.output.manifest import MANIFEST, iter_rows
-from sdbatch.output.resume import Done
 from sdbatch.output.safepath import UnsafePath, create_new, open_append, read_regular
 
 SUMMARY = "summary.json"

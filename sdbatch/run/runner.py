@@ -20,8 +20,9 @@ from sdbatch.backends.base import Connection, Outcome, Worker
 from sdbatch.errors import SdbatchError
 from sdbatch.job.loader import Job
 from sdbatch.output.atomic import replace_file
+from sdbatch.output.done import Todo, todo
 from sdbatch.output.manifest import MANIFEST, PLANNED
-from sdbatch.output.resume import Todo, open_output, todo
+from sdbatch.output.resume import open_output
 from sdbatch.output.safepath import read_regular
 from sdbatch.output.writer import SUMMARY, RunInfo, Writer, write_json
 from sdbatch.pictures.gallery import GALLERY, build_gallery

@@ -437,7 +437,7 @@ def test_the_index_answers_as_the_manifest_does_and_a_stale_one_is_not_used(
 )
 def test_what_is_left_is_the_same_counted_or_walked(tmp_path: Path, layers: str) -> None:
     from sdbatch.job.loader import load_job
-    from sdbatch.output.resume import Done, Masks, todo
+    from sdbatch.output.done import Done, Masks, todo
     from sdbatch.plan.expand import build_plan
 
     job = tmp_path / "job.yaml"
