@@ -43,13 +43,22 @@ class Listener:
         with self._lock:
             if self._ws is not None:
                 return
-            try:
-                ws = connect(self.ws_url, open_timeout=OPEN_TIMEOUT, close_timeout=1.0)
-            except (OSError, WebSocketException, TimeoutError) as exc:
-                log.warning("no WebSocket to %s (%s); polling /history instead", self.ws_url, exc)
-                return
-            self._ws = ws
-        threading.Thread(target=self._read, args=(ws,), daemon=True, name="comfy-ws").start()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True, name="comfy-ws").start()
+        ready.wait(OPEN_TIMEOUT + 1.0)  # bounded: the thread's own open times out first
+
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            # The context manager is the library's supported way to hold a sync connection.
+            with connect(self.ws_url, open_timeout=OPEN_TIMEOUT, close_timeout=1.0) as ws:
+                with self._lock:
+                    self._ws = ws
+                ready.set()
+                self._read(ws)
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            log.warning("no WebSocket to %s (%s); polling /history instead", self.ws_url, exc)
+        finally:
+            ready.set()
 
     def expect(self, prompt_id: str) -> None:
         """Before posting `prompt_id`, so that an event arriving early is not lost."""
@@ -85,7 +94,7 @@ class Listener:
             for message in ws:
                 if isinstance(message, str):  # binary frames are previews: not ours to keep
                     self._handle(message)
-        except (OSError, WebSocketException) as exc:
+        except (OSError, WebSocketException, TimeoutError) as exc:
             log.info("the WebSocket to %s closed (%s)", self.ws_url, exc)
         finally:
             with self._lock:
