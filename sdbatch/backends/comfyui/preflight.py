@@ -23,10 +23,10 @@ from sdbatch.job.positions import locate
 from sdbatch.job.schema import json_path
 from sdbatch.job.values import CHECKPOINT, Found, occurrences
 
-# The built-in graph's node classes (translation.Translation.graph).
+# The built-in graph's node classes (translation.Translation.graph); CLIPSetLastLayer only
+# joins it for clip skip.
 BUILT_IN = (
     "CheckpointLoaderSimple",
-    "CLIPSetLastLayer",
     "CLIPTextEncode",
     "EmptyLatentImage",
     "KSampler",
@@ -68,6 +68,11 @@ class _Check:
         for class_type in BUILT_IN:
             if class_type not in self.facts.classes:
                 self.problem(None, f"{url} has no node class {class_type!r}")
+        for found in occurrences(self.job, CLIP_SKIP_SETTING):
+            if "CLIPSetLastLayer" not in self.facts.classes:
+                self.problem(
+                    found, f"clip skip needs node class 'CLIPSetLastLayer'; {url} has none"
+                )
         samplers = self.facts.choices("KSampler", "sampler_name")
         schedulers = self.facts.choices("KSampler", "scheduler")
         for found in occurrences(self.job, "sampler_name"):

@@ -17,7 +17,8 @@ import requests
 from conftest import RunCli
 from PIL import Image
 
-from sdbatch.standin.comfyui import MockComfy
+from sdbatch.backends.registry import detect
+from sdbatch.standin.comfyui import Catalog, MockComfy
 
 CKPT = "tiny_sd15_random.safetensors"
 
@@ -227,3 +228,32 @@ seeds: [1]
     assert len(rejected) == 1
     assert "node 3 (KSampler).sampler_name" in failed[0]["error"]
     assert "Value not in list" in failed[0]["error"] and "'eulr'" in failed[0]["error"]
+
+
+class _NoSaveImage(Catalog):
+    """A server without the SaveImage node class (a trimmed or broken install)."""
+
+    def object_info(self, inputs: list[str], class_type: str | None = None) -> dict[str, Any]:
+        found = super().object_info(inputs, class_type)
+        found.pop("SaveImage", None)
+        return found
+
+
+def test_a_missing_node_class_is_refused_with_nothing_queued(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    with MockComfy(catalog=_NoSaveImage()) as comfy:
+        job = write_job(tmp_path, comfy, CATS)
+        result = run_cli("run", str(job), "--out", str(tmp_path / "out"), expect=2)
+        assert "no node class 'SaveImage'" in result.err and "Traceback" not in result.err
+        assert posts(comfy) == []
+
+
+# -- which backend ------------------------------------------------------------------------------
+
+
+def test_a_server_without_a_type_is_recognised_by_what_it_answers(
+    comfy: MockComfy, webui: Any
+) -> None:
+    assert detect(comfy.url) == "comfyui"
+    assert detect(webui.url) == "a1111"
