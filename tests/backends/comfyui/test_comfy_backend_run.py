@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +258,24 @@ def test_a_server_without_a_type_is_recognised_by_what_it_answers(
 ) -> None:
     assert detect(comfy.url) == "comfyui"
     assert detect(webui.url) == "a1111"
+
+
+# -- a lost socket --------------------------------------------------------------------------------
+
+
+def test_a_silent_socket_never_hangs_the_run_history_is_the_truth(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    comfy.inject(ws_mute=True)  # open but silent: a socket lost without a close
+    out = tmp_path / "out"
+    done: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: done.append(
+            run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(out))
+        ),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(timeout=60)
+    assert done, "the run hung on a silent socket"
+    assert len(rows(out)) == 8 and all(r["status"] == "ok" for r in rows(out))

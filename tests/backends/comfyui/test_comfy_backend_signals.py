@@ -110,3 +110,17 @@ def test_sigkill_mid_run_then_rerun_makes_every_image_exactly_once(
     assert sorted(r["seed"] for r in ok) == SEEDS  # each seed once, none twice
     assert len({r["file"] for r in ok}) == len(SEEDS)
     assert all((out / r["file"]).is_file() for r in ok)
+
+
+def test_sdbatch_mock_comfyui_serves_a_stand_in(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sdbatch", "mock-comfyui", "--port", "0", "--root", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        stats = requests.get(url + "/system_stats", timeout=10).json()
+        assert stats["system"]["comfyui_version"] == "0.3.64"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0
