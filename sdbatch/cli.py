@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 Command = Callable[[argparse.Namespace, "Console"], int]
 MOCK_WEBUI = "mock-webui"
+MOCK_COMFYUI = "mock-comfyui"
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
@@ -212,6 +213,12 @@ def _mock_webui(args: argparse.Namespace, console: Console) -> int:
     return mock_cli.run(args, out=console.out)
 
 
+def _mock_comfyui(args: argparse.Namespace, console: Console) -> int:
+    from sdbatch.standin.comfyui.__main__ import main as comfy_main
+
+    return comfy_main(args.mock_args)
+
+
 def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server",
@@ -299,12 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     # the command, -h included, is left over for that parser.
     p = sub.add_parser(MOCK_WEBUI, help="serve the built-in stand-in webui", add_help=False)
     p.set_defaults(func=_mock_webui)
+    # The ComfyUI stand-in parses its own options (--port P, --step-delay S, ...) likewise.
+    p = sub.add_parser(MOCK_COMFYUI, help="serve the built-in stand-in ComfyUI", add_help=False)
+    p.set_defaults(func=_mock_comfyui)
     return parser
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """`parser.parse_args(argv)`, with the arguments of mock-webui parsed by their own parser."""
     args, rest = parser.parse_known_args(argv)
+    if args.command == MOCK_COMFYUI:
+        args.mock_args = rest
+        return args
     if args.command != MOCK_WEBUI:
         if rest:  # what parse_args says
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

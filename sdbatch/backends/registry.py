@@ -1,12 +1,18 @@
-"""Which backend serves a job: by the job file's `server.type` (default `a1111`).
+"""Which backend serves a job: by the job file's `server.type`, or by asking the server.
 
 Entry point: `backend_for(job) -> Backend`. A server kind's package is imported only when a job
-asks for it, so a run pays for one backend's imports, and `run/` never names a backend.
+asks for it, so a run pays for one backend's imports, and `run/` never names a backend. When the
+job names no type (`server.type` None: "detect"), the first server is asked: ComfyUI answers
+GET /system_stats with its `system` record, A1111 and its forks do not (they answer
+/sdapi/v1/options); a server that answers neither way is taken for A1111, whose preflight then
+says what is wrong with it.
 """
 
 from __future__ import annotations
 
 import importlib
+
+import requests
 
 from sdbatch.backends.base import Backend
 from sdbatch.errors import UsageError
@@ -16,11 +22,22 @@ from sdbatch.job.loader import Job
 # package beside a1111/, and its name to the schema's server.type enum.
 KINDS = {
     "a1111": "sdbatch.backends.a1111.connect",
+    "comfyui": "sdbatch.backends.comfyui.connect",
 }
+DETECT_TIMEOUT = 10.0
+
+
+def detect(url: str) -> str:
+    """The kind of server at `url`: "comfyui" or "a1111"."""
+    from sdbatch.backends.comfyui.facts import is_comfyui
+
+    with requests.Session() as session:
+        session.trust_env = False  # a probe of the job's own server, never through a proxy
+        return "comfyui" if is_comfyui(url, session, timeout=DETECT_TIMEOUT) else "a1111"
 
 
 def backend_for(job: Job) -> Backend:
-    kind = job.server.type
+    kind = job.server.type or detect(job.server.all_urls[0])
     if kind not in KINDS:  # the schema's enum stops this first; a direct caller may not
         raise UsageError(f"unknown server type {kind!r}; known: {', '.join(sorted(KINDS))}")
     backend: Backend = importlib.import_module(KINDS[kind]).BACKEND

@@ -1,0 +1,210 @@
+"""Conformance of the ComfyUI backend: `sdbatch run` end to end against a live ComfyUI (the real
+0.3.64 or the stand-in), one PASS/FAIL row per scenario of issue 9.
+
+Each scenario runs sdbatch in its own process on a tiny job (64x64, 2 steps) and checks the
+output dir, the manifest and what the server says (/queue, /history, /view). The workflow
+scenario (title-addressed grid axes) joins once the job side's `workflow:` is merged.
+
+Usage: python bench/conformance_comfyui.py --server URL [--checkpoint NAME] [--keep DIR]
+The server must list NAME (default tiny_sd15_taesd_random.safetensors) and a checkpoint
+`zz_broken.safetensors` that fails to load (../shared/real-webui sets both up; so does the
+stand-in). Exits 0 when every scenario passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image
+
+TIMEOUT = 300.0
+SEEDS = list(range(21, 33))
+
+
+class Fail(Exception):
+    """A check that did not hold; its message goes in the table."""
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        raise Fail(message)
+
+
+class Scenarios:
+    def __init__(self, url: str, checkpoint: str, work: Path) -> None:
+        self.url, self.ckpt, self.work = url.rstrip("/"), checkpoint, work
+
+    def job(self, name: str, defaults: dict[str, Any], seeds: list[int]) -> Path:
+        body = {
+            "name": name,
+            "server": {"url": self.url, "type": "comfyui", "timeout": 120},
+            "defaults": {"checkpoint": self.ckpt, "steps": 2, "width": 64, "height": 64} | defaults,
+            "prompts": ["a cat"],
+            "seeds": seeds,
+        }
+        path = self.work / f"{name}.yaml"
+        path.write_text(json.dumps(body))  # JSON is YAML
+        return path
+
+    def start(self, job: Path, out: Path) -> subprocess.Popen[str]:
+        cmd = [sys.executable, "-m", "sdbatch", "run", str(job), "--out", str(out)]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def run(self, job: Path, out: Path) -> tuple[int, str]:
+        proc = self.start(job, out)
+        _, err = proc.communicate(timeout=TIMEOUT)
+        return proc.returncode, err
+
+    def queue_empty(self) -> bool:
+        q = requests.get(self.url + "/queue", timeout=10).json()
+        return not q["queue_running"] and not q["queue_pending"]
+
+    def built_in_graph(self) -> None:
+        job = self.job(
+            "cats",
+            {"sampler_name": "DPM++ 2M", "scheduler": "Karras", "n_iter": 2, "batch_size": 2},
+            [11],
+        )
+        code, err = self.run(job, self.work / "cats")
+        check(code == 0, f"exit {code}: {err[-200:]}")
+        rows = read_rows(self.work / "cats")
+        check(len(rows) == 4 and all(r["status"] == "ok" for r in rows), "not 4 ok rows")
+        for r in rows:
+            with Image.open(self.work / "cats" / r["file"]) as img:
+                check(json.loads(img.info["prompt"]) == r["payload"], "prompt chunk != payload")
+        check(sorted({r["seed"] for r in rows}) == [11, 12], "n_iter seeds are not s, s+1")
+
+    def misspelled(self) -> None:
+        before = requests.get(self.url + "/history", timeout=30).json()
+        for field, bad in (
+            ("sampler_name", "dpmpp_2n"),
+            ("scheduler", "karas"),
+            ("checkpoint", self.ckpt.replace("random", "randm")),
+        ):
+            code, err = self.run(self.job("bad", {field: bad}, [1]), self.work / "bad")
+            check(code == 2 and "bad.yaml:" in err, f"{field}: exit {code}")
+        after = requests.get(self.url + "/history", timeout=30).json()
+        check(len(after) == len(before) and self.queue_empty(), "something was queued")
+
+    def regeneration(self) -> None:
+        row = read_rows(self.work / "cats")[0]
+        answer = requests.post(self.url + "/prompt", json={"prompt": row["payload"]}, timeout=30)
+        prompt_id = answer.json()["prompt_id"]
+        entry = wait_history(self.url, prompt_id)
+        image = entry["outputs"]["9"]["images"][row["image_index"]]
+        data = requests.get(self.url + "/view", params=image, timeout=30).content
+        check(data == (self.work / "cats" / row["file"]).read_bytes(), "bytes differ")
+
+    def rerun_after_delete(self) -> None:
+        out = self.work / "cats"
+        shutil.rmtree(out)
+        code, err = self.run(
+            self.job(
+                "cats",
+                {"sampler_name": "DPM++ 2M", "scheduler": "Karras", "n_iter": 2, "batch_size": 2},
+                [11],
+            ),
+            out,
+        )
+        rows = read_rows(out)
+        check(
+            code == 0 and len(rows) == 4 and all(r["status"] == "ok" for r in rows),
+            f"exit {code}: {err[-200:]}",
+        )
+
+    def broken_checkpoint(self) -> None:
+        code, _ = self.run(
+            self.job("broken", {"checkpoint": "zz_broken.safetensors"}, [1]), self.work / "broken"
+        )
+        rows = read_rows(self.work / "broken")
+        check(code == 1 and bool(rows) and rows[0]["status"] == "failed", f"exit {code}")
+        check("CheckpointLoaderSimple" in rows[0]["error"], rows[0]["error"][:200])
+
+    def sigint_twice(self) -> None:
+        out = self.work / "sigint"
+        proc = self.start(self.job("sigint", {}, SEEDS), out)
+        wait_rows(out, 1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=TIMEOUT)
+        check(proc.returncode == 130, f"exit {proc.returncode}")
+        check(self.queue_empty(), "the queue is not empty")
+
+    def sigkill_rerun(self) -> None:
+        out, job = self.work / "kill", self.job("kill", {}, SEEDS)
+        proc = self.start(job, out)
+        wait_rows(out, 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=TIMEOUT)
+        code, _ = self.run(job, out)
+        ok = [r for r in read_rows(out) if r["status"] == "ok"]
+        check(code == 0 and sorted(r["seed"] for r in ok) == SEEDS, f"exit {code}, {len(ok)}")
+
+
+def read_rows(out: Path) -> list[dict[str, Any]]:
+    path = out / "manifest.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_rows(out: Path, count: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while len(read_rows(out)) < count:
+        check(time.monotonic() < deadline, "no image in time")
+        time.sleep(0.02)
+
+
+def wait_history(url: str, prompt_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        entry = requests.get(f"{url}/history/{prompt_id}", timeout=30).json()
+        if entry:
+            return dict(entry[prompt_id])
+        time.sleep(0.1)
+    raise Fail("no history")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--checkpoint", default="tiny_sd15_taesd_random.safetensors")
+    parser.add_argument("--keep", help="keep the work dir here")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="sdbatch-comfy-conf-"))
+    work.mkdir(parents=True, exist_ok=True)
+    s = Scenarios(args.server, args.checkpoint, work)
+    table: list[tuple[str, Callable[[], None]]] = [
+        ("built-in graph job (n_iter 2, batch 2)", s.built_in_graph),
+        ("misspelled sampler/scheduler/checkpoint -> exit 2, nothing queued", s.misspelled),
+        ("byte-identical regeneration from a row's payload", s.regeneration),
+        ("rerun after the output files were deleted", s.rerun_after_delete),
+        ("broken checkpoint -> failed row with ComfyUI's message", s.broken_checkpoint),
+        ("SIGINT twice -> exit 130, queue empty", s.sigint_twice),
+        ("SIGKILL mid-run then rerun -> every image once", s.sigkill_rerun),
+    ]
+    failed = 0
+    print("| scenario | result |\n|---|---|")
+    for name, scenario in table:
+        try:
+            scenario()
+            print(f"| {name} | PASS |")
+        except (Fail, requests.RequestException, subprocess.TimeoutExpired, KeyError) as exc:
+            failed += 1
+            print(f"| {name} | FAIL: {exc} |")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

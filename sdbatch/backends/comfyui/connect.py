@@ -1,0 +1,107 @@
+"""The ComfyUI backend: reach the servers, learn what each offers, check the job against it
+before a single prompt is queued.
+
+Entry point: `BACKEND.connect(job, auth=..., preflight=...) -> Servers` (the `backends.base`
+seam for ComfyUI): one session per server (headers, TLS, limits as for the webui), an optional
+wait for it to come up, the preflight against /object_info (preflight.py), and one `Worker`
+per server. A job with its own `workflow:` is refused here until the job side's Workflow is
+wired into the translation (translation.USER_WORKFLOW_SEAM).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sdbatch.backends.a1111.wait import wait_for_server
+from sdbatch.backends.base import GeneratedImage, Response
+from sdbatch.backends.comfyui.facts import ComfyFacts, inspect_server
+from sdbatch.backends.comfyui.preflight import check_all
+from sdbatch.backends.comfyui.responses import compare, decode
+from sdbatch.backends.comfyui.translation import USER_WORKFLOW_SEAM, Translation
+from sdbatch.backends.comfyui.worker import Worker
+from sdbatch.backends.limits import Limits, limits_for
+from sdbatch.backends.session import check_url, make_session
+from sdbatch.errors import UsageError
+from sdbatch.job.loader import Job
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The ComfyUI servers of one run: `backends.base.Connection`."""
+
+    workers: list[Worker]
+    facts: Mapping[str, ComfyFacts]
+    limits: Limits
+
+    @property
+    def checked(self) -> bool:
+        return bool(self.facts)
+
+    def decode(self, response: Response) -> list[GeneratedImage]:
+        return decode(response, max_pixels=self.limits.max_image_pixels)
+
+    def postcheck(self, url: str, image: GeneratedImage) -> Mapping[str, list[Any]]:
+        return compare(image)
+
+    def describe(self) -> str:
+        return ", ".join(f"{f.url} (ComfyUI {f.version})" for f in self.facts.values()) or (
+            ", ".join(w.url for w in self.workers)
+        )
+
+
+def connect(
+    job: Job,
+    *,
+    auth: tuple[str, str] | None = None,
+    preflight: bool = True,
+    environ: Mapping[str, str] = os.environ,
+) -> Servers:
+    """Raises JobValidationError (exit 2, nothing queued) for what a server lacks,
+    ServerUnreachableError / ServerError (exit 3) when a server is gone or is no ComfyUI."""
+    if getattr(job, "workflow", None) is not None:
+        raise UsageError(f"workflow: not supported by this build ({USER_WORKFLOW_SEAM})")
+    server = job.server
+    urls = [check_url(url) for url in server.all_urls]
+    limits = limits_for(server, environ)
+    sessions = {
+        url: make_session(
+            server, auth=auth, environ=environ, max_response_bytes=limits.max_response_bytes
+        )
+        for url in urls
+    }
+    if server.wait > 0:
+        for url in urls:
+            wait_for_server(url, server.wait, session=sessions[url])
+    # ComfyUI has no "loaded" checkpoint nor sampler lists to guess: the facts are needed to
+    # translate at all, so they are read even when the checks are skipped.
+    facts = [inspect_server(url, sessions[url], timeout=min(server.timeout, 60.0)) for url in urls]
+    translations: list[Translation] = check_all(job, facts) if preflight else []
+    if not preflight:
+        translations = [_unchecked(f) for f in facts]
+    workers = [
+        Worker(server, url=f.url, session=sessions[f.url], translation=t, version=f.version)
+        for f, t in zip(facts, translations, strict=True)
+    ]
+    return Servers(workers, {f.url: f for f in facts} if preflight else {}, limits)
+
+
+def _unchecked(facts: ComfyFacts) -> Translation:
+    checkpoints = facts.choices("CheckpointLoaderSimple", "ckpt_name")
+    return Translation(
+        facts.choices("KSampler", "sampler_name"),
+        facts.choices("KSampler", "scheduler"),
+        checkpoints[0] if checkpoints else "",
+    )
+
+
+class ComfyUI:
+    """`backends.base.Backend` for ComfyUI (0.3.x)."""
+
+    name = "comfyui"
+    connect = staticmethod(connect)
+
+
+BACKEND = ComfyUI()

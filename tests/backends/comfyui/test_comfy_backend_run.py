@@ -1,0 +1,281 @@
+"""The ComfyUI backend end to end against the ComfyUI stand-in, over real HTTP and WebSocket:
+the cats job, preflight refusals, the cache trap, runtime and validation errors, regeneration.
+Tiny sizes and steps only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import RunCli
+from PIL import Image
+
+from sdbatch.backends.registry import detect
+from sdbatch.standin.comfyui import Catalog, MockComfy
+
+CKPT = "tiny_sd15_random.safetensors"
+
+
+@pytest.fixture
+def comfy() -> Iterator[MockComfy]:
+    with MockComfy(step_delay=0.001, seed=7) as server:
+        yield server
+
+
+def write_job(tmp_path: Path, comfy: MockComfy, body: str, name: str = "job.yaml") -> Path:
+    job = tmp_path / name
+    job.write_text(f'name: t\nserver: {{url: "{comfy.url}", type: comfyui}}\n{body}')
+    return job
+
+
+CATS = f"""defaults:
+  checkpoint: {CKPT}
+  steps: 2
+  width: 64
+  height: 64
+  negative_prompt: "blurry"
+  sampler_name: "DPM++ 2M"
+  scheduler: "Karras"
+  n_iter: 2
+  batch_size: 2
+prompts: ["a fluffy white cat"]
+seeds: [1001, 1003]
+"""
+
+
+def rows(out: Path) -> list[dict[str, Any]]:
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def chunk(path: Path) -> Any:
+    with Image.open(path) as img:
+        return json.loads(img.info["prompt"])
+
+
+def posts(comfy: MockComfy) -> list[Any]:
+    return [r for r in comfy.recorder.requests if r.method == "POST" and r.path == "/prompt"]
+
+
+# -- the cats job ------------------------------------------------------------------------------
+
+
+def test_cats_job_runs_every_image_with_the_graph_as_payload(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    out = tmp_path / "out"
+    run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(out))
+    done = rows(out)
+    assert len(done) == 8 and all(r["status"] == "ok" for r in done)
+    version = requests.get(comfy.url + "/system_stats", timeout=5).json()["system"]
+    for row in done:
+        graph = row["payload"]
+        assert chunk(out / row["file"]) == graph  # the file is the graph sent
+        assert row["seed"] == graph["3"]["inputs"]["seed"]
+        assert (row["sampler_name"], row["scheduler"]) == ("dpmpp_2m", "karras")
+        assert row["sd_model_name"] == CKPT
+        assert row["server_version"] == version["comfyui_version"]
+        assert (row["width"], row["height"]) == (64, 64)
+    # n_iter: separate prompts with seeds s, s+1; batch_size on the latent.
+    seeds = sorted(r["payload"]["3"]["inputs"]["seed"] for r in done)
+    assert seeds == [1001, 1001, 1002, 1002, 1003, 1003, 1004, 1004]
+    sent = posts(comfy)
+    assert len(sent) == 4
+    client_ids = {p.body["client_id"] for p in sent}
+    assert len(client_ids) == 1  # one worker, one client_id of sdbatch's own
+    (client_id,) = client_ids
+    # The socket of that client_id was open before the first prompt was posted.
+    first_post = comfy.recorder.requests.index(sent[0])
+    opened = [
+        i for i, r in enumerate(comfy.recorder.requests) if r.path == "/ws" and client_id in r.query
+    ]
+    assert opened and opened[0] < first_post
+
+
+# -- preflight ----------------------------------------------------------------------------------
+
+
+def test_misspelled_names_are_refused_at_their_lines_with_nothing_queued(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    job = write_job(
+        tmp_path,
+        comfy,
+        """defaults:
+  checkpoint: tiny_sd15_randm.safetensors
+  sampler_name: "dpmpp_2n"
+  scheduler: "karas"
+prompts: ["a cat"]
+seeds: [1]
+""",
+    )
+    result = run_cli("run", str(job), "--out", str(tmp_path / "out"), expect=2)
+    assert "Traceback" not in result.err
+    lines = result.err.splitlines()
+    for line, hint in ((4, CKPT), (5, "dpmpp_2m"), (6, "karras")):
+        assert any(f"{job}:{line}:" in t and f"did you mean {hint!r}" in t for t in lines), hint
+    assert posts(comfy) == []
+
+
+# -- the cache trap -----------------------------------------------------------------------------
+
+
+def test_rerun_after_outputs_deleted_yields_every_image(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    # One prompt: the rerun's graph is the one ComfyUI ran last, which it replays from its
+    # cache with the old file names (C12) unless the graph differs.
+    job = write_job(tmp_path, comfy, CATS.replace("n_iter: 2", "n_iter: 1").replace(", 1003", ""))
+    out = tmp_path / "out"
+    run_cli("run", str(job), "--out", str(out))
+    first = {r["id"]: r for r in rows(out)}
+    shutil.copytree(out, tmp_path / "before")
+    for deleted in ("sdbatch", "sdbatch and server"):
+        shutil.rmtree(out)
+        if "server" in deleted:
+            shutil.rmtree(comfy.output_dir)
+            comfy.output_dir.mkdir()
+        run_cli("run", str(job), "--out", str(out))
+        again = rows(out)
+        assert len(again) == 2 and all(r["status"] == "ok" for r in again), deleted
+        for row in again:
+            assert chunk(out / row["file"]) == row["payload"]
+            # The same image as before: the prompt chunk differs only in filename_prefix.
+            with (
+                Image.open(out / row["file"]) as a,
+                Image.open(out / first[row["id"]]["file"]) as b,
+            ):
+                assert a.tobytes() == b.tobytes()
+
+
+def test_a_rows_graph_posted_again_regenerates_its_image_byte_identically(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    out = tmp_path / "out"
+    run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(out))
+    row = rows(out)[0]
+    requests.post(comfy.url + "/free", json={"free_memory": True}, timeout=5)  # no cache replay
+    answer = requests.post(comfy.url + "/prompt", json={"prompt": row["payload"]}, timeout=5)
+    prompt_id = answer.json()["prompt_id"]
+    for _ in range(200):
+        entry = requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5).json()
+        if entry:
+            break
+        time.sleep(0.05)  # bounded: 200 polls
+    images = entry[prompt_id]["outputs"]["9"]["images"]
+    wanted = row["image_index"]
+    data = requests.get(comfy.url + "/view", params=images[wanted], timeout=5).content
+    assert data == (out / row["file"]).read_bytes()
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_broken_checkpoint_is_a_failed_row_with_comfyuis_message(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    job = write_job(
+        tmp_path,
+        comfy,
+        f"""defaults: {{steps: 1, width: 64, height: 64}}
+grid: {{checkpoint: [{CKPT}, zz_broken.safetensors]}}
+prompts: ["a cat"]
+seeds: [1]
+""",
+    )
+    out = tmp_path / "out"
+    result = run_cli("run", str(job), "--out", str(out), expect=1)
+    assert "Traceback" not in result.err
+    by_status = {r["status"]: r for r in rows(out)}
+    assert set(by_status) == {"ok", "failed"}
+    failed = by_status["failed"]
+    history = requests.get(comfy.url + "/history", timeout=5).json()
+    errors = [
+        m[1]
+        for entry in history.values()
+        for m in entry["status"]["messages"]
+        if m[0] == "execution_error"
+    ]
+    assert len(errors) == 1
+    assert errors[0]["exception_message"].strip()[:100] in failed["error"]
+    assert errors[0]["node_type"] in failed["error"]
+
+
+def test_a_400_with_node_errors_is_a_failed_row_naming_the_input(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    job = write_job(
+        tmp_path,
+        comfy,
+        f"""defaults: {{checkpoint: {CKPT}, steps: 1, width: 64, height: 64}}
+grid: {{sampler_name: [euler, eulr]}}
+prompts: ["a cat"]
+seeds: [1]
+""",
+    )
+    out = tmp_path / "out"
+    run_cli("run", str(job), "--out", str(out), "--no-preflight", expect=1)
+    failed = [r for r in rows(out) if r["status"] == "failed"]
+    assert len(failed) == 1
+    rejected = [p for p in comfy.recorder.requests if p.path == "/prompt" and p.status == 400]
+    assert len(rejected) == 1
+    assert "node 3 (KSampler).sampler_name" in failed[0]["error"]
+    assert "Value not in list" in failed[0]["error"] and "'eulr'" in failed[0]["error"]
+
+
+class _NoSaveImage(Catalog):
+    """A server without the SaveImage node class (a trimmed or broken install)."""
+
+    def object_info(self, inputs: list[str], class_type: str | None = None) -> dict[str, Any]:
+        found = super().object_info(inputs, class_type)
+        found.pop("SaveImage", None)
+        return found
+
+
+def test_a_missing_node_class_is_refused_with_nothing_queued(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    with MockComfy(catalog=_NoSaveImage()) as comfy:
+        job = write_job(tmp_path, comfy, CATS)
+        result = run_cli("run", str(job), "--out", str(tmp_path / "out"), expect=2)
+        assert "no node class 'SaveImage'" in result.err and "Traceback" not in result.err
+        assert posts(comfy) == []
+
+
+# -- which backend ------------------------------------------------------------------------------
+
+
+def test_a_server_without_a_type_is_recognised_by_what_it_answers(
+    comfy: MockComfy, webui: Any
+) -> None:
+    assert detect(comfy.url) == "comfyui"
+    assert detect(webui.url) == "a1111"
+
+
+# -- a lost socket --------------------------------------------------------------------------------
+
+
+def test_a_silent_socket_never_hangs_the_run_history_is_the_truth(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    comfy.inject(ws_mute=True)  # open but silent: a socket lost without a close
+    out = tmp_path / "out"
+    done: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: done.append(
+            run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(out))
+        ),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(timeout=60)
+    assert done, "the run hung on a silent socket"
+    assert len(rows(out)) == 8 and all(r["status"] == "ok" for r in rows(out))

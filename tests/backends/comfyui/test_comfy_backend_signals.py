@@ -1,0 +1,126 @@
+"""The ComfyUI backend stopped for real: SIGINT twice leaves the stand-in's queue empty and
+idle; SIGKILL mid-run then a rerun makes every image exactly once. Real subprocesses against
+an in-process stand-in ComfyUI on loopback; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sdbatch.standin.comfyui import MockComfy
+
+TIMEOUT = 60.0
+SEEDS = list(range(1, 9))
+
+
+@pytest.fixture
+def comfy() -> Iterator[MockComfy]:
+    with MockComfy(step_delay=0.05, seed=3) as server:  # 4 steps: 0.2 s per image
+        yield server
+
+
+def start_run(tmp_path: Path, comfy: MockComfy) -> tuple[subprocess.Popen[str], Path]:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f'name: t\nserver: {{url: "{comfy.url}", type: comfyui}}\n'
+        "defaults: {checkpoint: tiny_sd15_random.safetensors, steps: 4, width: 64, height: 64}\n"
+        f'prompts: ["a cat"]\nseeds: {SEEDS}\n'
+    )
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sdbatch", "run", str(job), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return proc, out
+
+
+def rows(out: Path) -> list[dict[str, Any]]:
+    path = out / "manifest.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_for_rows(out: Path, count: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while len(rows(out)) < count:
+        assert time.monotonic() < deadline, "the run made no image in time"
+        time.sleep(0.02)
+
+
+def queue(comfy: MockComfy) -> dict[str, Any]:
+    body: dict[str, Any] = requests.get(comfy.url + "/queue", timeout=5).json()
+    return body
+
+
+def test_sigint_twice_leaves_the_queue_empty_and_the_server_idle(
+    comfy: MockComfy, tmp_path: Path
+) -> None:
+    comfy.step_delay = 0.3  # 1.2 s per image: the stop lands mid-sampling
+    proc, out = start_run(tmp_path, comfy)
+    wait_for_rows(out, 1)
+    # One prompt runs and one waits behind it at the server (concurrency + 1 in flight).
+    deadline = time.monotonic() + TIMEOUT
+    while not queue(comfy)["queue_pending"]:
+        assert time.monotonic() < deadline, "sdbatch never kept a prompt queued"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    state = queue(comfy)
+    assert state == {"queue_running": [], "queue_pending": []}
+    remaining = requests.get(comfy.url + "/prompt", timeout=5).json()["exec_info"]
+    assert remaining["queue_remaining"] == 0
+    # The second signal deleted the waiting prompt (it never ran) and interrupted the running
+    # one, rather than letting both run to their end.
+    posted = [
+        r.body["prompt_id"]
+        for r in comfy.recorder.requests
+        if r.method == "POST" and r.path == "/prompt"
+    ]
+    executions = {e.prompt_id: e for e in comfy.recorder.executions}
+    assert any(p not in executions for p in posted)
+    assert any(e.status == "error" for e in executions.values())
+    assert len([r for r in rows(out) if r["status"] == "ok"]) < len(SEEDS)
+
+
+def test_sigkill_mid_run_then_rerun_makes_every_image_exactly_once(
+    comfy: MockComfy, tmp_path: Path
+) -> None:
+    proc, out = start_run(tmp_path, comfy)
+    wait_for_rows(out, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=TIMEOUT)
+    before = {r["id"] for r in rows(out) if r["status"] == "ok"}
+    assert 0 < len(before) < len(SEEDS)
+    rerun, _ = start_run(tmp_path, comfy)
+    _, err = rerun.communicate(timeout=TIMEOUT)
+    assert rerun.returncode == 0, err
+    ok = [r for r in rows(out) if r["status"] == "ok"]
+    assert sorted(r["seed"] for r in ok) == SEEDS  # each seed once, none twice
+    assert len({r["file"] for r in ok}) == len(SEEDS)
+    assert all((out / r["file"]).is_file() for r in ok)
+
+
+def test_sdbatch_mock_comfyui_serves_a_stand_in(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sdbatch", "mock-comfyui", "--port", "0", "--root", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        stats = requests.get(url + "/system_stats", timeout=10).json()
+        assert stats["system"]["comfyui_version"] == "0.3.64"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0
