@@ -22,16 +22,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stand_in(*args: str) -> Iterator[str]:
-    """The stand-in in its own process, as the real webui runs: SIGINT and timing are real."""
+def serve(command: str, probe: str, *args: str) -> Iterator[str]:
+    """`sdbatch COMMAND --port P ARGS` (a stand-in) in its own process, as the real server runs:
+    SIGINT and timing are real. Yields its URL once `probe` answers."""
     port = free_port()
-    cmd = [sys.executable, "-m", "sdbatch", "mock-webui", "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "sdbatch", command, "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
             try:
-                requests.get(url + "/sdapi/v1/progress", timeout=1)
+                requests.get(url + probe, timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
@@ -39,6 +40,11 @@ def stand_in(*args: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def stand_in(*args: str) -> Iterator[str]:
+    """The A1111 stand-in in its own process."""
+    yield from serve("mock-webui", "/sdapi/v1/progress", *args)
 
 
 @pytest.fixture

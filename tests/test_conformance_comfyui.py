@@ -5,40 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from test_conformance import ROOT, free_port
+from test_conformance import ROOT, serve
 from test_conformance import rows as cells
-
-
-def comfy_stand_in() -> Iterator[str]:
-    """`sdbatch mock-comfyui` in its own process, as the real server runs: signals are real."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "sdbatch", "mock-comfyui", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--step-delay", "0.05"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                requests.get(url + "/system_stats", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
 def comfy() -> Iterator[str]:
-    yield from comfy_stand_in()
+    yield from serve("mock-comfyui", "/system_stats", "--step-delay", "0.05")
 
 
 def rows(output: str) -> dict[str, str]:
