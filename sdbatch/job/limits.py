@@ -33,7 +33,11 @@ class Limits:
     max_images: int = 1_000_000  # images one job may plan
     max_prompt_bytes: int = 65_536  # UTF-8 bytes of one prompt
     max_prompts_file_bytes: int = 4_194_304  # bytes of prompts_file:
+    max_workflow_bytes: int = 8_388_608  # bytes of the workflow: file
     given: bool = field(default=False, compare=False)  # max_images written in the job file
+
+
+_SETTABLE = ("max_images", "max_prompt_bytes", "max_prompts_file_bytes", "max_workflow_bytes")
 
 
 def read_limits(data: Mapping[str, Any]) -> Limits:
@@ -41,7 +45,7 @@ def read_limits(data: Mapping[str, Any]) -> Limits:
     given = section if isinstance(section, dict) else {}
     values = {
         name: value
-        for name in ("max_images", "max_prompt_bytes", "max_prompts_file_bytes")
+        for name in _SETTABLE
         if isinstance(value := given.get(name), int) and not isinstance(value, bool) and value > 0
     }
     return Limits(**values, given="max_images" in values)

@@ -37,6 +37,8 @@ from sdbatch.job.safeload import MAX_JOB_BYTES, ReadError, compose, read_regular
 from sdbatch.job.schema import Positions, field_kind, schema_problems
 from sdbatch.job.sweeprules import check_sweep
 from sdbatch.job.templates import prompt_templates
+from sdbatch.job.workflow import Workflow
+from sdbatch.job.workflowrules import check_workflow
 from sdbatch.job.yamlerrors import prompt_mapping_problems, yaml_problem
 
 DEFAULT_URL = "http://127.0.0.1:7860"
@@ -45,7 +47,7 @@ DEFAULT_URL = "http://127.0.0.1:7860"
 @dataclass(frozen=True)
 class ServerConfig:
     url: str = DEFAULT_URL
-    type: str = "a1111"  # the server kind: picks the backend (backends/registry.py)
+    type: str | None = None  # the server kind, picks the backend; None: detected (registry.py)
     timeout: float = 600.0  # seconds per request
     retries: int = 5  # attempts after the first failure
     wait: float = 0.0  # seconds to wait for the webui to come up before the run; 0: don't
@@ -119,6 +121,7 @@ class Job:
     variant_seed: int | None = None  # `variants: {random_seed: R}`
     sheet: SheetSpec | None = None
     inputs: InputsSpec | None = None  # pictures for img2img; None: txt2img
+    workflow: Workflow | None = None  # the user's ComfyUI graph; None: the built-in one
     # Where each value sits in the job file (`$.grid.sampler_name[1]` -> (line, col), 1-based),
     # and the file as the user typed it: later stages (preflight) report `file:line:col` too.
     # Not part of what the job means: two jobs differing only in layout compare equal.
@@ -158,13 +161,21 @@ def load_job(path: str | Path) -> Job:
     prompts, sources = read_prompts(data, job_path, positions, problems, limits)
     problems += prompt_problems(sources, limits, positions)
     inputs = resolve_inputs(data, job_path, positions, problems)
+    workflow = check_workflow(data, job_path, positions, limits.max_workflow_bytes)
+    problems += workflow.problems
     sweep_problems, names = check_sweep(data, sources, positions)
     problems += check_rules(data, [p.fields for p in prompts], positions, problems, names)
     problems += input_rules(data, positions)
     problems += sweep_problems
     if problems:
         raise JobValidationError(problems)
-    job = dataclasses.replace(_build(data, job_path, prompts), inputs=inputs)
+    job = _build(data, job_path, prompts)
+    job = dataclasses.replace(
+        job,
+        inputs=inputs,
+        workflow=workflow.workflow,
+        defaults={**workflow.implied, **job.defaults},
+    )
     problems += work_problems(_images(job), limits, positions)
     if problems:
         raise JobValidationError(problems)
@@ -234,7 +245,7 @@ def _build(data: Mapping[str, Any], job_path: Path, prompts: list[PromptSpec]) -
         name=data.get("name", job_path.stem),
         server=ServerConfig(
             url=server.get("url", DEFAULT_URL),
-            type=server.get("type", ServerConfig.type),
+            type=server.get("type"),
             timeout=float(server.get("timeout", ServerConfig.timeout)),
             retries=int(server.get("retries", ServerConfig.retries)),
             wait=float(server.get("wait", ServerConfig.wait)),

@@ -297,6 +297,14 @@ def template_error(template: str, samples: Mapping[str, Any], allowed: str) -> s
         if name == "" or name.isdigit():
             return "positional fields like {} are not allowed; name the field, e.g. {index}"
         if name not in samples:
+            if "." in name and name.split(".", 1)[0] not in samples:
+                # `{KSampler.steps}` would be str.format's attribute access on a `KSampler`
+                # field, never the workflow input: refused, not silently misread.
+                return (
+                    f"{{{name}}}: a workflow input (NODE.input) cannot be a filename field, "
+                    "since str.format reads the dot as attribute access; the manifest records "
+                    f"every value of each image; {allowed}"
+                )
             if not name.isidentifier():  # {name.upper}, {seed[0]}: format's attribute access
                 return f"{{{name}}}: only plain {{field}} names are allowed; {allowed}"
             return f"unknown field {{{name}}}{did_you_mean(name, samples)}; {allowed}"

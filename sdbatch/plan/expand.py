@@ -81,6 +81,7 @@ class PlannedPayload:
     variant_seed: int | None = None  # the plan's generator seed for `variants: random`
     input: Picture | None = None  # the picture an img2img payload starts from
     repeat: int = 0  # how many earlier payloads of the plan are exactly this one
+    workflow: str | None = None  # the digest of the job's ComfyUI workflow, when it has one
 
     @functools.cached_property
     def id(self) -> str:
@@ -88,6 +89,11 @@ class PlannedPayload:
         # every payload it did not change. A payload the plan holds twice (two identical
         # prompts) is two planned images, so its repeats get ids of their own: counts, rows,
         # resume and gallery then agree on every one of them.
+        # The workflow the payload is posted into is part of what it makes: an edited
+        # workflow reruns. (Without one the ids stay what they always were.)
+        if self.workflow is not None:
+            content = {"payload": self.payload, "repeat": self.repeat, "workflow": self.workflow}
+            return stable_hash(content)
         if self.repeat:
             return stable_hash({"payload": self.payload, "repeat": self.repeat})
         return stable_hash(self.payload)
@@ -186,6 +192,7 @@ class Plan:
             job.extra_fields,
             # A picture changed since the last run changes its payloads, found by their ids.
             tuple((p.stamp, p.mask and p.mask.stamp) for p in self.pictures),
+            job.workflow.digest if job.workflow is not None else None,
         )
         return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
@@ -207,6 +214,7 @@ class Plan:
         first_image, index = 0, 0
         repeats = _Repeats(self._told) if self._may_repeat else None
         repeat = 0
+        workflow = job.workflow.digest if job.workflow is not None else None
         for costly in itertools.product(*(a.rows for a in axes.costly)):
             for picture in self.pictures or (None,):
                 for prompt_index, prompt in enumerate(job.prompts):
@@ -225,6 +233,7 @@ class Plan:
                             self.variant_seed,
                             picture,
                             repeat,
+                            workflow,
                         )
                         index += 1
                         first_image += item.image_count
