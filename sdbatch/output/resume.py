@@ -167,101 +167,86 @@ def _read_manifest(
     _own_file(out_dir / INDEX)
     if not path.exists():
         return Done(), 0, ()
+    # Names are looked up from the open dir (`_intact`): no path joined and walked per row.
     out_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return _read_rows(
-            out_dir, out_fd, job_name, strict=strict, verify=verify, plan=plan, payloads=payloads
-        )
+        by_index = Masks()
+        by_payload: dict[int, int] = {}
+        ids: set[str] = set()
+        count = torn = 0
+        unsafe: list[str] = []
+
+        def keep(row: dict[str, Any]) -> None:
+            nonlocal count
+            # A mismatch (the webui made it otherwise than asked) is kept, not made again: the
+            # same webui would substitute again. Under --strict it counts as failed and is retried.
+            status = row.get("status")
+            if not (status == "ok" or (status == "mismatch" and not strict)):
+                return
+            try:
+                if not _intact(out_dir, out_fd, row, verify):
+                    return
+            except UnsafePath as exc:
+                unsafe.append(f"image {row.get('id')}: {exc}")
+                return
+            count += 1
+            index, image, payload_id = (
+                row.get("payload_index"),
+                row.get("image_index"),
+                row.get("payload_id"),
+            )
+            if not isinstance(image, int) or not isinstance(payload_id, str):
+                ids.add(str(row.get("id")))
+            elif not 0 <= image < MAX_IMAGES or len(payload_id) > 64:
+                return  # no image of any plan: a row edited to make a resume allocate without end
+            elif plan is not None and row.get("plan") == plan and isinstance(index, int):
+                if 0 <= index < payloads:
+                    by_index.add(index, image)
+            else:
+                try:
+                    key = int(payload_id, 16)
+                except ValueError:
+                    ids.add(str(row.get("id")))
+                    return
+                by_payload[key] = by_payload.get(key, 0) | 1 << image
+
+        # The index holds what resuming needs of most rows, a tenth of their bytes; the rows after
+        # its last entry are parsed, and indexed for the next time.
+        indexed = IndexReader(out_dir)
+        for entry in indexed:
+            keep(entry)
+        if indexed.end:
+            _check_job(path, job_name)
+        if indexed.stale:
+            remove_index(out_dir)  # built again below from the manifest itself
+        catch_up = IndexAppender(out_dir)
+        last_line = indexed.end
+        batch: list[tuple[dict[str, Any], int]] = []
+        for _, offset, row in iter_rows(path, indexed.end):  # a stream, never the whole file
+            last_line = offset
+            batch.append((row or {}, offset))  # a torn line is no entry, but ends the one before
+            if row is None:
+                torn += 1
+                continue
+            if row.get("job", job_name) != job_name:
+                raise UsageError(
+                    f"{path.parent} holds the manifest of job {row['job']!r}, not {job_name!r}: "
+                    "pick another --out, or use --fresh"
+                )
+            keep(row)
+            if len(batch) >= 1000:
+                _index(catch_up, path, batch)
+        _index(catch_up, path, batch, final=True)
+        catch_up.close()
+        with path.open("r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    fh.truncate(last_line)  # the torn last line, counted above
+        return Done(by_index, by_payload, frozenset(ids), count), torn, tuple(unsafe)
     finally:
         os.close(out_fd)
-
-
-def _read_rows(
-    out_dir: Path,
-    out_fd: int,
-    job_name: str,
-    *,
-    strict: bool,
-    verify: bool,
-    plan: str | None,
-    payloads: int,
-) -> tuple[Done, int, tuple[str, ...]]:
-    path = out_dir / MANIFEST
-    by_index = Masks()
-    by_payload: dict[int, int] = {}
-    ids: set[str] = set()
-    count = torn = 0
-    unsafe: list[str] = []
-
-    def keep(row: dict[str, Any]) -> None:
-        nonlocal count
-        # A mismatch (the webui made it otherwise than asked) is kept, not made again: the
-        # same webui would substitute again. Under --strict it counts as failed and is retried.
-        status = row.get("status")
-        if not (status == "ok" or (status == "mismatch" and not strict)):
-            return
-        try:
-            if not _intact(out_dir, out_fd, row, verify):
-                return
-        except UnsafePath as exc:
-            unsafe.append(f"image {row.get('id')}: {exc}")
-            return
-        count += 1
-        index, image, payload_id = (
-            row.get("payload_index"),
-            row.get("image_index"),
-            row.get("payload_id"),
-        )
-        if not isinstance(image, int) or not isinstance(payload_id, str):
-            ids.add(str(row.get("id")))
-        elif not 0 <= image < MAX_IMAGES or len(payload_id) > 64:
-            return  # no image of any plan: a row edited to make a resume allocate without end
-        elif plan is not None and row.get("plan") == plan and isinstance(index, int):
-            if 0 <= index < payloads:
-                by_index.add(index, image)
-        else:
-            try:
-                key = int(payload_id, 16)
-            except ValueError:
-                ids.add(str(row.get("id")))
-                return
-            by_payload[key] = by_payload.get(key, 0) | 1 << image
-
-    # The index holds what resuming needs of most rows, a tenth of their bytes; the rows after
-    # its last entry are parsed, and indexed for the next time.
-    indexed = IndexReader(out_dir)
-    for entry in indexed:
-        keep(entry)
-    if indexed.end:
-        _check_job(path, job_name)
-    if indexed.stale:
-        remove_index(out_dir)  # built again below from the manifest itself
-    catch_up = IndexAppender(out_dir)
-    last_line = indexed.end
-    batch: list[tuple[dict[str, Any], int]] = []
-    for _, offset, row in iter_rows(path, indexed.end):  # a stream, never the whole file
-        last_line = offset
-        batch.append((row or {}, offset))  # a torn line is no entry, but ends the one before
-        if row is None:
-            torn += 1
-            continue
-        if row.get("job", job_name) != job_name:
-            raise UsageError(
-                f"{path.parent} holds the manifest of job {row['job']!r}, not {job_name!r}: "
-                "pick another --out, or use --fresh"
-            )
-        keep(row)
-        if len(batch) >= 1000:
-            _index(catch_up, path, batch)
-    _index(catch_up, path, batch, final=True)
-    catch_up.close()
-    with path.open("r+b") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size:
-            fh.seek(size - 1)
-            if fh.read(1) != b"\n":
-                fh.truncate(last_line)  # the torn last line, counted above
-    return Done(by_index, by_payload, frozenset(ids), count), torn, tuple(unsafe)
 
 
 def _check_job(path: Path, job_name: str) -> None:

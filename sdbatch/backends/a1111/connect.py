@@ -19,11 +19,10 @@ from typing import Any
 from sdbatch.backends.a1111.postcheck import compare
 from sdbatch.backends.a1111.preflight import ServerFacts, Translation, check_all, inspect_server
 from sdbatch.backends.a1111.responses import decode
-from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Response
-from sdbatch.backends.limits import Limits, limits_for
-from sdbatch.backends.session import check_url, make_session
+from sdbatch.backends.limits import Limits
+from sdbatch.backends.servers import open_servers
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import Job
 
@@ -96,17 +95,8 @@ def connect(
     (exit 2) when the job asks a webui for something it does not have, ServerUnreachableError
     (exit 3) when none answers and ServerError (exit 3) when one answers nonsense."""
     server = job.server
-    urls = [check_url(url) for url in server.all_urls]
-    limits = limits_for(server, environ)
-    sessions = {
-        url: make_session(
-            server, auth=auth, environ=environ, max_response_bytes=limits.max_response_bytes
-        )
-        for url in urls
-    }
-    if server.wait > 0:
-        for url in urls:
-            wait_for_server(url, server.wait, session=sessions[url])
+    opened = open_servers(server, auth=auth, environ=environ)
+    urls, limits, sessions = opened.urls, opened.limits, opened.sessions
     if not preflight:
         workers = [Worker(server, url=url, session=sessions[url]) for url in urls]
         return Fleet(workers, {}, limits=limits)

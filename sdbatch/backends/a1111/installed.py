@@ -85,6 +85,8 @@ class Installed:
         self._timeout = timeout
         self._lists: dict[str, Any] = {}
         self._refreshed: set[str] = set()
+        # The post-check asks for the embeddings of every image: parsed once per list read.
+        self._embeddings: tuple[Any, Embeddings | None] = (None, None)
 
     def _get(self, path: str) -> Any:
         """The list, or None when the webui has no such route (404: the extension is off)."""
@@ -128,8 +130,14 @@ class Installed:
         except ServerError as exc:
             log.debug("%s", exc)
             return None
-        with reading(self.url, "embeddings"):
-            return None if listed is None else Embeddings.from_json(listed)
+        if listed is None:
+            return None
+        source, parsed = self._embeddings
+        if source is not listed or parsed is None:
+            with reading(self.url, "embeddings"):
+                parsed = Embeddings.from_json(listed)
+            self._embeddings = (listed, parsed)
+        return parsed
 
     def refresh_embeddings(self) -> Embeddings | None:
         # The webui runs this rescan under its queue lock, so it waits for a running

@@ -15,15 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.base import GeneratedImage, Response
 from sdbatch.backends.comfyui.facts import ComfyFacts, inspect_server
 from sdbatch.backends.comfyui.preflight import check_all
 from sdbatch.backends.comfyui.responses import compare, decode
 from sdbatch.backends.comfyui.translation import USER_WORKFLOW_SEAM, Translation
 from sdbatch.backends.comfyui.worker import Worker
-from sdbatch.backends.limits import Limits, limits_for
-from sdbatch.backends.session import check_url, make_session
+from sdbatch.backends.limits import Limits
+from sdbatch.backends.servers import open_servers
 from sdbatch.errors import UsageError
 from sdbatch.job.loader import Job
 
@@ -64,17 +63,8 @@ def connect(
     if getattr(job, "workflow", None) is not None:
         raise UsageError(f"workflow: not supported by this build ({USER_WORKFLOW_SEAM})")
     server = job.server
-    urls = [check_url(url) for url in server.all_urls]
-    limits = limits_for(server, environ)
-    sessions = {
-        url: make_session(
-            server, auth=auth, environ=environ, max_response_bytes=limits.max_response_bytes
-        )
-        for url in urls
-    }
-    if server.wait > 0:
-        for url in urls:
-            wait_for_server(url, server.wait, session=sessions[url])
+    opened = open_servers(server, auth=auth, environ=environ)
+    urls, limits, sessions = opened.urls, opened.limits, opened.sessions
     # ComfyUI has no "loaded" checkpoint nor sampler lists to guess: the facts are needed to
     # translate at all, so they are read even when the checks are skipped.
     facts = [inspect_server(url, sessions[url], timeout=min(server.timeout, 60.0)) for url in urls]
