@@ -3,7 +3,7 @@
 
 Each scenario runs sdbatch in its own process on a tiny job (64x64, 2 steps) and checks the
 output dir, the manifest and what the server says (/queue, /history, /view). The workflow
-scenario (title-addressed grid axes) joins once the job side's `workflow:` is merged.
+scenarios write their own API-format workflow (`WORKFLOW`, nodes titled as a user would).
 
 Usage: python bench/conformance_comfyui.py --server URL [--checkpoint NAME] [--keep DIR]
 The server must list NAME (default tiny_sd15_taesd_random.safetensors) and a checkpoint
@@ -32,6 +32,53 @@ TIMEOUT = 300.0
 SEEDS = list(range(21, 33))
 
 
+# An API-format text-to-image workflow as ComfyUI's "Export (API)" writes it, with titles.
+WORKFLOW: dict[str, Any] = {
+    "1": {"class_type": "CheckpointLoaderSimple", "_meta": {"title": "Model"}, "inputs": {}},
+    "2": {
+        "class_type": "CLIPTextEncode",
+        "_meta": {"title": "Positive"},
+        "inputs": {"text": "x", "clip": ["1", 1]},
+    },
+    "3": {
+        "class_type": "CLIPTextEncode",
+        "_meta": {"title": "Negative"},
+        "inputs": {"text": "blurry", "clip": ["1", 1]},
+    },
+    "4": {
+        "class_type": "EmptyLatentImage",
+        "_meta": {"title": "Canvas"},
+        "inputs": {"width": 64, "height": 64, "batch_size": 1},
+    },
+    "5": {
+        "class_type": "KSampler",
+        "_meta": {"title": "Sampler"},
+        "inputs": {
+            "seed": 0,
+            "steps": 2,
+            "cfg": 6.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "latent_image": ["4", 0],
+        },
+    },
+    "6": {
+        "class_type": "VAEDecode",
+        "_meta": {"title": "Decode"},
+        "inputs": {"samples": ["5", 0], "vae": ["1", 2]},
+    },
+    "7": {
+        "class_type": "SaveImage",
+        "_meta": {"title": "Save"},
+        "inputs": {"filename_prefix": "ComfyUI", "images": ["6", 0]},
+    },
+}
+
+
 class Fail(Exception):
     """A check that did not hold; its message goes in the table."""
 
@@ -55,6 +102,21 @@ class Scenarios:
         }
         path = self.work / f"{name}.yaml"
         path.write_text(json.dumps(body))  # JSON is YAML
+        return path
+
+    def workflow_job(self, name: str, graph: dict[str, Any], body: dict[str, Any]) -> Path:
+        graph = json.loads(json.dumps(graph))
+        graph["1"]["inputs"]["ckpt_name"] = self.ckpt
+        (self.work / f"{name}.json").write_text(json.dumps(graph, indent=1))
+        job = {
+            "name": name,
+            "server": {"url": self.url, "type": "comfyui", "timeout": 120},
+            "workflow": f"{name}.json",
+            "prompts": ["a lighthouse"],
+            "seeds": [7],
+        } | body
+        path = self.work / f"{name}.yaml"
+        path.write_text(json.dumps(job))
         return path
 
     def start(self, job: Path, out: Path) -> subprocess.Popen[str]:
@@ -94,8 +156,45 @@ class Scenarios:
         ):
             code, err = self.run(self.job("bad", {field: bad}, [1]), self.work / "bad")
             check(code == 2 and "bad.yaml:" in err, f"{field}: exit {code}")
+        graph = json.loads(json.dumps(WORKFLOW))
+        graph["6"]["class_type"] = "VAEDecod"
+        job = self.workflow_job("badclass", graph, {"defaults": {"Sampler.steps": 1}})
+        code, err = self.run(job, self.work / "badclass")
+        named = "no node class 'VAEDecod' (did you mean 'VAEDecode'?)" in err
+        check(code == 2 and named and "badclass.yaml:" in err, f"node class: exit {code}")
         after = requests.get(self.url + "/history", timeout=30).json()
         check(len(after) == len(before) and self.queue_empty(), "something was queued")
+
+    def user_workflow(self) -> None:
+        out = self.work / "flow"
+        grid = {"Sampler.steps": [1, 2], "Canvas.width": [64, 96]}
+        job = self.workflow_job("flow", WORKFLOW, {"grid": grid, "defaults": {"cfg_scale": 5}})
+        code, err = self.run(job, out)
+        check(code == 0, f"exit {code}: {err[-200:]}")
+        rows = read_rows(out)
+        check(len(rows) == 4 and all(r["status"] == "ok" for r in rows), "not 4 ok rows")
+        cells = set()
+        for r in rows:
+            graph = r["payload"]
+            sampler, canvas = graph["5"]["inputs"], graph["4"]["inputs"]
+            cells.add((sampler["steps"], canvas["width"]))
+            check(sampler["seed"] == 7 and sampler["cfg"] == 5, "seed/cfg not in the KSampler")
+            check(graph["2"]["inputs"]["text"] == "a lighthouse", "prompt not in Positive")
+            check(graph["3"]["inputs"]["text"] == "blurry", "the workflow's negative was lost")
+            with Image.open(out / r["file"]) as img:
+                check(img.size == (canvas["width"], 64), f"size {img.size}")
+                check(json.loads(img.info["prompt"]) == graph, "prompt chunk != payload")
+        check(cells == {(1, 64), (1, 96), (2, 64), (2, 96)}, f"grid cells {sorted(cells)}")
+        before = len(requests.get(self.url + "/history", timeout=30).json())
+        code, _ = self.run(job, out)
+        after = len(requests.get(self.url + "/history", timeout=30).json())
+        check(code == 0 and after == before and len(read_rows(out)) == 4, "the rerun sent more")
+        row = rows[-1]
+        answer = requests.post(self.url + "/prompt", json={"prompt": row["payload"]}, timeout=30)
+        entry = wait_history(self.url, answer.json()["prompt_id"])
+        image = entry["outputs"]["7"]["images"][row["image_index"]]
+        data = requests.get(self.url + "/view", params=image, timeout=30).content
+        check(data == (out / row["file"]).read_bytes(), "regenerated bytes differ")
 
     def regeneration(self) -> None:
         row = read_rows(self.work / "cats")[0]
@@ -187,7 +286,11 @@ def main() -> int:
     s = Scenarios(args.server, args.checkpoint, work)
     table: list[tuple[str, Callable[[], None]]] = [
         ("built-in graph job (n_iter 2, batch 2)", s.built_in_graph),
-        ("misspelled sampler/scheduler/checkpoint -> exit 2, nothing queued", s.misspelled),
+        ("user workflow with title-addressed grid axes (resumed, regenerated)", s.user_workflow),
+        (
+            "misspelled sampler/scheduler/checkpoint/node class -> exit 2, nothing queued",
+            s.misspelled,
+        ),
         ("byte-identical regeneration from a row's payload", s.regeneration),
         ("rerun after the output files were deleted", s.rerun_after_delete),
         ("broken checkpoint -> failed row with ComfyUI's message", s.broken_checkpoint),

@@ -4,8 +4,7 @@ before a single prompt is queued.
 Entry point: `BACKEND.connect(job, auth=..., preflight=...) -> Servers` (the `backends.base`
 seam for ComfyUI): one session per server (headers, TLS, limits as for the webui), an optional
 wait for it to come up, the preflight against /object_info (preflight.py), and one `Worker`
-per server. A job with its own `workflow:` is refused here until the job side's Workflow is
-wired into the translation (translation.USER_WORKFLOW_SEAM).
+per server. A job with its own `workflow:` posts that graph (usergraph.py), checked the same way.
 """
 
 from __future__ import annotations
@@ -19,11 +18,10 @@ from sdbatch.backends.base import GeneratedImage, Response
 from sdbatch.backends.comfyui.facts import ComfyFacts, inspect_server
 from sdbatch.backends.comfyui.preflight import check_all
 from sdbatch.backends.comfyui.responses import compare, decode
-from sdbatch.backends.comfyui.translation import USER_WORKFLOW_SEAM, Translation
+from sdbatch.backends.comfyui.translation import Translation
 from sdbatch.backends.comfyui.worker import Worker
 from sdbatch.backends.limits import Limits
 from sdbatch.backends.servers import open_servers
-from sdbatch.errors import UsageError
 from sdbatch.job.loader import Job
 
 
@@ -60,8 +58,6 @@ def connect(
 ) -> Servers:
     """Raises JobValidationError (exit 2, nothing queued) for what a server lacks,
     ServerUnreachableError / ServerError (exit 3) when a server is gone or is no ComfyUI."""
-    if getattr(job, "workflow", None) is not None:
-        raise UsageError(f"workflow: not supported by this build ({USER_WORKFLOW_SEAM})")
     server = job.server
     opened = open_servers(server, auth=auth, environ=environ)
     urls, limits, sessions = opened.urls, opened.limits, opened.sessions
@@ -70,7 +66,7 @@ def connect(
     facts = [inspect_server(url, sessions[url], timeout=min(server.timeout, 60.0)) for url in urls]
     translations: list[Translation] = check_all(job, facts) if preflight else []
     if not preflight:
-        translations = [_unchecked(f) for f in facts]
+        translations = [_unchecked(f, job) for f in facts]
     workers = [
         Worker(server, url=f.url, session=sessions[f.url], translation=t, version=f.version)
         for f, t in zip(facts, translations, strict=True)
@@ -78,12 +74,13 @@ def connect(
     return Servers(workers, {f.url: f for f in facts} if preflight else {}, limits)
 
 
-def _unchecked(facts: ComfyFacts) -> Translation:
+def _unchecked(facts: ComfyFacts, job: Job) -> Translation:
     checkpoints = facts.choices("CheckpointLoaderSimple", "ckpt_name")
     return Translation(
         facts.choices("KSampler", "sampler_name"),
         facts.choices("KSampler", "scheduler"),
         checkpoints[0] if checkpoints else "",
+        job.workflow,
     )
 
 

@@ -39,7 +39,11 @@ class ComfyFacts:
 
     def choices(self, class_type: str, name: str) -> list[str]:
         spec = self.spec(class_type, name)
-        return [str(c) for c in spec[0]] if spec and isinstance(spec[0], list) else []
+        if spec is None:
+            return []
+        # A list input is `[[choices], {...}]`, or `["COMBO", {"options": [...]}]` (newer nodes)
+        listed = spec[0] if isinstance(spec[0], list) else spec[1].get("options")
+        return [str(c) for c in listed] if isinstance(listed, list) else []
 
 
 def _get(session: requests.Session, url: str, timeout: float) -> Any:

@@ -9,7 +9,21 @@ two kinds of server (C11); only the algorithm is kept.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
+
+# A1111 settings a payload carries under override_settings that ComfyUI has a node input for.
+CHECKPOINT_SETTING = "sd_model_checkpoint"
+CLIP_SKIP_SETTING = "CLIP_stop_at_last_layers"
+
+
+def setting(payload: Mapping[str, Any], key: str) -> Any:
+    """A field the plan may carry at the top or under override_settings."""
+    overrides = payload.get("override_settings")
+    if isinstance(overrides, Mapping) and key in overrides:
+        return overrides[key]
+    return payload.get(key)
+
 
 # A1111 sampler label -> (ComfyUI sampler_name, the scheduler A1111's "Automatic" means for it).
 SAMPLERS: dict[str, tuple[str, str]] = {

@@ -15,13 +15,16 @@ from typing import Any
 
 from sdbatch.backends.a1111.preflight import _hint as did_you_mean
 from sdbatch.backends.comfyui.facts import ComfyFacts
-from sdbatch.backends.comfyui.names import to_comfy
-from sdbatch.backends.comfyui.translation import CLIP_SKIP_SETTING, Translation
+from sdbatch.backends.comfyui.names import CHECKPOINT_SETTING, CLIP_SKIP_SETTING, to_comfy
+from sdbatch.backends.comfyui.translation import Translation
+from sdbatch.backends.comfyui.usergraph import FIELD_OF, UserGraph
+from sdbatch.backends.comfyui.workflowcheck import check_workflow, fields_set
 from sdbatch.errors import JobValidationError, Problem
 from sdbatch.job.loader import Job
 from sdbatch.job.positions import locate
 from sdbatch.job.schema import json_path
 from sdbatch.job.values import CHECKPOINT, Found, occurrences
+from sdbatch.job.workflow import is_address
 
 # The built-in graph's node classes (translation.Translation.graph); CLIPSetLastLayer only
 # joins it for clip skip.
@@ -33,15 +36,20 @@ BUILT_IN = (
     "VAEDecode",
     "SaveImage",
 )
-# Numeric job fields -> the input they become, and how.
+# Numeric job fields -> the input they become in the built-in graph, and how.
 NUMBERS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "steps": ("KSampler", "steps", lambda v: v),
     "cfg_scale": ("KSampler", "cfg", lambda v: v),
     "width": ("EmptyLatentImage", "width", lambda v: v),
     "height": ("EmptyLatentImage", "height", lambda v: v),
     "batch_size": ("EmptyLatentImage", "batch_size", lambda v: v),
+    "denoising_strength": ("KSampler", "denoise", lambda v: v),
     CLIP_SKIP_SETTING: ("CLIPSetLastLayer", "stop_at_clip_layer", lambda v: -v),
 }
+# What a ComfyUI graph has a place for; any other field the job sets (hires fix, restore_faces,
+# styles, ...) would be dropped without a word, so preflight refuses it.
+HONOURED = {*NUMBERS, *FIELD_OF, "n_iter", "override_settings"} - {"denoising_strength"}
+HONOURED_SETTINGS = {CHECKPOINT_SETTING, CLIP_SKIP_SETTING}
 
 
 @dataclass
@@ -63,13 +71,49 @@ class _Check:
             shown = f"{found.value!r}" + (f" (sent as {value!r})" if value != found.value else "")
             self.problem(found, f"unknown {what} {shown} on {self.facts.url}{hint}")
 
+    def numbers(self) -> dict[str, tuple[str, str, Callable[[Any], Any]]]:
+        """NUMBERS, moved to the nodes a workflow binds the fields to."""
+        if self.job.workflow is None:
+            return {k: v for k, v in NUMBERS.items() if k != "denoising_strength"}
+        user = UserGraph(self.job.workflow, (), ())
+        graph = self.job.workflow.graph
+        moved = {}
+        for key, (_, _, convert) in NUMBERS.items():
+            place = user.bindings.get(FIELD_OF[key])
+            if place:
+                moved[key] = (str(graph[place[0]]["class_type"]), place[1], convert)
+        return moved
+
+    def unsupported(self) -> None:
+        honoured = HONOURED | ({"denoising_strength"} if self.job.workflow else set())
+        what = "the workflow" if self.job.workflow else "the built-in graph"
+        for path, key in fields_set(self.job):
+            known = HONOURED_SETTINGS if path[-1:] == ("override_settings",) else honoured
+            if key in known or is_address(key):
+                continue
+            found = Found(key, None, (*path, key))
+            self.problem(
+                found,
+                f"ComfyUI ({what}) has no place for it and would ignore it; remove it"
+                + ("" if self.job.workflow else ", or run a workflow: whose node takes it"),
+            )
+        if self.job.inputs is not None:
+            self.problem(
+                Found("inputs", None, ("inputs",)),
+                "inputs: (img2img) runs on A1111 only; with ComfyUI, load the pictures in a "
+                "workflow",
+            )
+
     def run(self) -> Translation:
         url = self.facts.url
-        for class_type in BUILT_IN:
+        self.unsupported()
+        if self.job.workflow is not None:
+            check_workflow(self.job, self.facts, self.problem)
+        for class_type in BUILT_IN if self.job.workflow is None else ():
             if class_type not in self.facts.classes:
                 self.problem(None, f"{url} has no node class {class_type!r}")
         for found in occurrences(self.job, CLIP_SKIP_SETTING):
-            if "CLIPSetLastLayer" not in self.facts.classes:
+            if "CLIPSetLastLayer" not in self.facts.classes and self.job.workflow is None:
                 self.problem(
                     found, f"clip skip needs node class 'CLIPSetLastLayer'; {url} has none"
                 )
@@ -86,7 +130,7 @@ class _Check:
         for found in occurrences(self.job, CHECKPOINT):
             if isinstance(found.value, str):
                 self.listed(found, found.value, "CheckpointLoaderSimple", "ckpt_name", "checkpoint")
-        for key, (class_type, name, convert) in NUMBERS.items():
+        for key, (class_type, name, convert) in self.numbers().items():
             spec = self.facts.spec(class_type, name)
             for found in occurrences(self.job, key):
                 if spec is None or not isinstance(found.value, int | float):
@@ -99,7 +143,9 @@ class _Check:
                         f"on {url}",
                     )
         checkpoints = self.facts.choices("CheckpointLoaderSimple", "ckpt_name")
-        return Translation(samplers, schedulers, checkpoints[0] if checkpoints else "")
+        return Translation(
+            samplers, schedulers, checkpoints[0] if checkpoints else "", self.job.workflow
+        )
 
 
 def check_all(job: Job, facts_list: Sequence[ComfyFacts]) -> list[Translation]:

@@ -5,7 +5,9 @@ thread) and `compare(image) -> {field: [asked, got]}`. ComfyUI returns no "info"
 sampler, scheduler and checkpoint of an image are those of the graph sent (`payload`), which
 SaveImage also writes into the PNG's `prompt` chunk. The post-check holds the two together:
 a file whose chunk is another graph is a stale or foreign file (the cache trap, C12), and a
-size other than the graph's latent is not what was asked.
+size other than the graph's latent is not what was asked (a workflow that resizes between its
+latent and its SaveImage is not size-checked: translation.asked_size). The worker's record
+says where the graph keeps the seed, sampler and checkpoint; no node id is assumed here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 from PIL import Image
 
 from sdbatch.backends.base import DecodeError, GeneratedImage, Response
-from sdbatch.backends.comfyui.translation import CKPT, LATENT, SAMPLER
 from sdbatch.backends.imagecheck import check_image
 from sdbatch.backends.limits import DEFAULT_MAX_IMAGE_PIXELS
 
@@ -42,19 +43,21 @@ def decode(
         files = record["images"]
         seed = int(record["seed"])
         version = str(record.get("version", ""))
+        sampler = dict(record["sampler"])
+        expected = int(record["expected"])
+        recorded = record.get("size")
+        asked = [int(recorded[0]), int(recorded[1])] if recorded else None
     except (ValueError, KeyError, TypeError) as exc:
         raise DecodeError(f"the worker's record of the answer is broken: {exc}") from exc
     graph = response.payload
-    sampler = graph[SAMPLER]["inputs"]
     used = {
         "sampler_name": sampler.get("sampler_name"),
         "scheduler": sampler.get("scheduler"),
-        "sd_model_name": graph[CKPT]["inputs"].get("ckpt_name"),
+        "sd_model_name": record.get("checkpoint"),
         "sd_model_hash": None,  # ComfyUI names checkpoints by file only
         "server_version": version or None,
         "parameters": {k: v for k, v in sampler.items() if not isinstance(v, list)},
     }
-    expected = int(graph[LATENT]["inputs"].get("batch_size", 1))
     if len(files) != expected:
         raise DecodeError(f"ComfyUI saved {len(files)} images, {expected} were asked")
     images = []
@@ -69,6 +72,7 @@ def decode(
             "filename": ref.get("filename"),
             "subfolder": ref.get("subfolder"),
             "png_prompt": _chunk(data),
+            "asked_size": asked,
         }
         images.append(
             GeneratedImage(response.first_image + i, data, seed, graph, info, None, used, size)
@@ -81,9 +85,7 @@ def compare(image: GeneratedImage) -> dict[str, list[Any]]:
     mismatch: dict[str, list[Any]] = {}
     if image.info.get("png_prompt") != dict(image.payload):
         mismatch["prompt_chunk"] = ["the graph sent", "another graph (a stale or foreign file)"]
-    latent = image.payload[LATENT]["inputs"]
-    # ComfyUI's latent is a multiple of 8: a size of 100 makes 96 pixels (C9).
-    asked = [int(latent["width"]) // 8 * 8, int(latent["height"]) // 8 * 8]
-    if list(image.size) != asked:
+    asked = image.info.get("asked_size")  # None: the workflow resizes on the way
+    if asked is not None and list(image.size) != asked:
         mismatch["size"] = [asked, list(image.size)]
     return mismatch

@@ -29,7 +29,7 @@ import requests
 from sdbatch.backends.base import Outcome, Response
 from sdbatch.backends.comfyui.history import rejection, settle, where
 from sdbatch.backends.comfyui.listener import Listener
-from sdbatch.backends.comfyui.translation import SAVE, Translation, n_iter
+from sdbatch.backends.comfyui.translation import Translation, n_iter
 from sdbatch.backends.fetch import Answer, failure, fetch
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
@@ -65,8 +65,7 @@ class Worker:
         self.model_switches = 0
 
     def model(self, item: PlannedPayload) -> str | None:
-        graph = self.translation.graph(item.payload, 0, "x")
-        return str(graph["4"]["inputs"]["ckpt_name"])
+        return self.translation.payload_checkpoint(item.payload)
 
     def sampling_step(self) -> str | None:
         return self.listener.step()
@@ -132,14 +131,14 @@ class Worker:
             entry, error = self._wait(prompt_id)
             if entry is None:
                 return None, error, tries
-            images, error = settle(entry, SAVE)
+            images, error = settle(entry, self.translation.save_node)
             if error is not None:
                 return None, error, tries
             files, error = self._download(images)
             if error is not None:
                 return None, error, tries
             self._count_model(graph)
-            return _pack(prompt_id, graph, files, self.version), None, tries
+            return self._pack(prompt_id, graph, files), None, tries
         finally:
             with self._lock:
                 self._ours.discard(prompt_id)
@@ -207,8 +206,27 @@ class Worker:
             files.append({**ref, "data": base64.b64encode(answer.content).decode("ascii")})
         return files, None
 
+    def _pack(self, prompt_id: str, graph: Mapping[str, Any], files: list[dict[str, Any]]) -> bytes:
+        """The answer as the decoder reads it: the files, and what the graph says of them
+        (the decoder knows no node ids: the workflow's are the user's)."""
+        t = self.translation
+        size = t.asked_size(graph)
+        record = {
+            "prompt_id": prompt_id,
+            "seed": t.seed(graph),
+            "version": self.version,
+            "images": files,
+            "sampler": dict(graph[t.sampler_node]["inputs"]),
+            "checkpoint": t.checkpoint(graph),
+            "size": list(size) if size else None,
+            "expected": t.batch(graph),
+        }
+        return json.dumps(record).encode()
+
     def _count_model(self, graph: Mapping[str, Any]) -> None:
-        name = str(graph["4"]["inputs"]["ckpt_name"])
+        name = self.translation.checkpoint(graph)
+        if name is None:
+            return
         with self._lock:
             if self._model is not None and name != self._model:
                 self.model_switches += 1
@@ -221,11 +239,3 @@ def _node_errors(answer: Answer) -> bool:
     except ValueError:
         return False
     return isinstance(body, Mapping) and bool(body.get("node_errors"))
-
-
-def _pack(
-    prompt_id: str, graph: Mapping[str, Any], files: list[dict[str, Any]], version: str
-) -> bytes:
-    seed = graph["3"]["inputs"]["seed"]
-    record = {"prompt_id": prompt_id, "seed": seed, "version": version, "images": files}
-    return json.dumps(record).encode()
