@@ -18,7 +18,6 @@ import requests
 from conftest import RunCli
 from PIL import Image
 
-from sdbatch.backends.registry import detect
 from sdbatch.standin.comfyui import Catalog, MockComfy
 
 CKPT = "tiny_sd15_random.safetensors"
@@ -253,11 +252,52 @@ def test_a_missing_node_class_is_refused_with_nothing_queued(
 # -- which backend ------------------------------------------------------------------------------
 
 
-def test_a_server_without_a_type_is_recognised_by_what_it_answers(
-    comfy: MockComfy, webui: Any
+def untyped_job(tmp_path: Path, url: str) -> Path:
+    job = tmp_path / "untyped.yaml"
+    job.write_text(
+        f'name: t\nserver: {{url: "{url}"}}\nprompts: [a cat]\nseeds: [5]\n'
+        "defaults: {steps: 1, width: 64, height: 64}\n"
+    )
+    return job
+
+
+def test_a_job_without_a_type_runs_on_whatever_kind_answers(
+    comfy: MockComfy, webui: Any, tmp_path: Path, run_cli: RunCli
 ) -> None:
-    assert detect(comfy.url) == "comfyui"
-    assert detect(webui.url) == "a1111"
+    run_cli("run", str(untyped_job(tmp_path, comfy.url)), "--out", str(tmp_path / "c"))
+    (row,) = rows(tmp_path / "c")
+    assert row["status"] == "ok" and row["payload"]["3"]["class_type"] == "KSampler"
+    assert len(posts(comfy)) == 1
+    run_cli("run", str(untyped_job(tmp_path, webui.url)), "--out", str(tmp_path / "a"))
+    (row,) = rows(tmp_path / "a")
+    assert row["status"] == "ok" and row["payload"]["prompt"] == "a cat"
+    assert [r.path for r in webui.requests].count("/sdapi/v1/txt2img") == 1
+
+
+def test_detection_comes_after_the_url_checks_and_never_mixes_kinds(
+    comfy: MockComfy, webui: Any, tmp_path: Path, run_cli: RunCli
+) -> None:
+    # A password in the URL: refused before any request, the probe included.
+    secret = comfy.url.replace("http://", "http://user:hunter2@")
+    result = run_cli(
+        "run", str(untyped_job(tmp_path, secret)), "--out", str(tmp_path / "s"), expect=2
+    )
+    assert "hunter2" not in result.err and comfy.recorder.requests == []
+    # Two kinds in one run: said, and nothing generated on either.
+    job = untyped_job(tmp_path, comfy.url)
+    result = run_cli(
+        "run",
+        str(job),
+        "--server",
+        comfy.url,
+        "--server",
+        webui.url,
+        "--out",
+        str(tmp_path / "m"),
+        expect=2,
+    )
+    assert "two kinds" in result.err and f"{comfy.url} (comfyui)" in result.err
+    assert posts(comfy) == [] and "/sdapi/v1/txt2img" not in [r.path for r in webui.requests]
 
 
 # -- a lost socket --------------------------------------------------------------------------------
