@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sdbatch.backends.a1111.prompttags import TAG, tags
+from sdbatch.job.prompttags import TAG, tags
 
 LORA_KINDS = ("lora", "lyco")
 _UNSAID = str.maketrans("", "", ":,")  # `Lora hashes` writes the name without these

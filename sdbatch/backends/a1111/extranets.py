@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from sdbatch.backends.a1111.applied import LORA_KINDS
 from sdbatch.backends.a1111.facts import ServerFacts
 from sdbatch.backends.a1111.installed import Embeddings, Installed
-from sdbatch.backends.a1111.prompttags import (
+from sdbatch.errors import Problem
+from sdbatch.job.loader import Job
+from sdbatch.job.prompttags import (
     TAG,
     Tag,
     Where,
@@ -36,8 +38,6 @@ from sdbatch.backends.a1111.prompttags import (
     tags,
     where,
 )
-from sdbatch.errors import Problem
-from sdbatch.job.loader import Job
 from sdbatch.job.values import occurrences
 
 log = logging.getLogger("sdbatch")

@@ -22,6 +22,7 @@ from sdbatch.backends.comfyui.workflowcheck import check_workflow, fields_set
 from sdbatch.errors import JobValidationError, Problem
 from sdbatch.job.loader import Job
 from sdbatch.job.positions import locate
+from sdbatch.job.prompttags import job_texts, renderings, tags
 from sdbatch.job.schema import json_path
 from sdbatch.job.values import CHECKPOINT, Found, occurrences
 from sdbatch.job.workflow import is_address
@@ -97,6 +98,19 @@ class _Check:
                 f"ComfyUI ({what}) has no place for it and would ignore it; remove it"
                 + ("" if self.job.workflow else ", or run a workflow: whose node takes it"),
             )
+        seen = set()
+        for text in job_texts(self.job):
+            for rendered, _ in renderings(text.template, self.job):
+                for tag in tags(rendered):
+                    if (text.where, tag.kind) not in seen:
+                        seen.add((text.where, tag.kind))
+                        self.problems.append(
+                            text.where.problem(
+                                f"{tag.text}: ComfyUI does not read <{tag.kind}:...> tags; its "
+                                f"text encoder would take them as words. Load it with a node "
+                                f"(LoraLoader) in a workflow"
+                            )
+                        )
         if self.job.inputs is not None:
             self.problem(
                 Found("inputs", None, ("inputs",)),

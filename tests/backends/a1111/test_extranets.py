@@ -19,8 +19,8 @@ from test_preflight import facts_of, where, write_job
 from sdbatch.backends.a1111.applied import dropped_networks
 from sdbatch.backends.a1111.infotext import parse_infotext
 from sdbatch.backends.a1111.preflight import preflight
-from sdbatch.backends.a1111.prompttags import renderings, tags
 from sdbatch.errors import JobValidationError
+from sdbatch.job.prompttags import renderings, tags
 from sdbatch.job.templates import parse_template
 from sdbatch.standin.a1111 import MockWebui
 from sdbatch.standin.a1111.catalog import Catalog

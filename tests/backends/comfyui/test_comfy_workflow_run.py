@@ -264,3 +264,19 @@ def test_the_built_in_graph_refuses_fields_it_would_drop(
     result = run_cli("run", str(job), "--out", str(tmp_path / "o"), expect=2)
     assert f"{job}:5:" in result.err and message in result.err, result.err
     assert posts(comfy) == []
+
+
+def test_a1111_extra_network_tags_are_refused_at_their_prompt(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f'name: t\nserver: {{url: "{comfy.url}", type: comfyui}}\n'
+        "vars: {w: [0.5, 0.8]}\n"
+        'prompts: ["a cat", "a dog <lora:add_detail:{w}>"]\nseeds: [1]\n'
+        "defaults: {steps: 1, width: 64, height: 64}\n"
+    )
+    result = run_cli("run", str(job), "--out", str(tmp_path / "o"), expect=2)
+    refused = [line for line in result.err.splitlines() if "does not read <lora:" in line]
+    assert len(refused) == 1 and refused[0].startswith(f"{job}:4:"), result.err
+    assert posts(comfy) == []
