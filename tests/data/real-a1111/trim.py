@@ -78,6 +78,8 @@ def record(url: str, only: str | None = None) -> dict[str, dict[str, Any]]:
     """This session's own recordings: the calls the captures lack (`only`: one group)."""
     if only == "img2img":
         return record_img2img(url)
+    if only == "probe":
+        return record_probe(url)
     models = requests.get(f"{url}/sdapi/v1/sd-models", timeout=30).json()
     nan = next(m["title"] for m in models if "nan" in m["model_name"].lower())
     payload = {
@@ -133,7 +135,15 @@ def record(url: str, only: str | None = None) -> dict[str, dict[str, Any]]:
         found[f"own/{name}"] = exchange(method, path, body, response)
     found.update(record_img2img(url))
     found.update(record_extranets(url))
+    found.update(record_probe(url))
     return found
+
+
+def record_probe(url: str) -> dict[str, dict[str, Any]]:
+    """GET /system_stats, sdbatch's probe when a job names no server type: ComfyUI answers it
+    with its `system` record, the webui with a 404."""
+    response = requests.get(f"{url}/system_stats", timeout=30)
+    return {"own/system_stats_probe": exchange("GET", "/system_stats", None, response)}
 
 
 def record_img2img(url: str) -> dict[str, dict[str, Any]]:
@@ -187,7 +197,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("captures", nargs="*", type=Path, default=[DEFAULT])
     parser.add_argument("--record", metavar="URL")
-    parser.add_argument("--only", choices=["img2img"], help="record just this group")
+    parser.add_argument("--only", choices=["img2img", "probe"], help="record just this group")
     args = parser.parse_args()
     target = HERE / "exchanges.json"
     found: dict[str, Any] = {}

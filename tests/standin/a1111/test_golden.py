@@ -206,3 +206,10 @@ def test_a_float_clip_skip_breaks_the_webui_until_options_reset_it(tiny: MockWeb
         assert (got[CLIP], type(got[CLIP])) == (real[CLIP], float), name
 
     replay(tiny, steps, clip)
+
+
+def test_the_server_kind_probe_gets_the_real_404(tiny: MockWebui) -> None:
+    # sdbatch's probe of a job without server.type: the real webui has no /system_stats.
+    real = REAL["own/system_stats_probe"]
+    assert real["status"] == 404
+    agrees(real, send(tiny, real))
