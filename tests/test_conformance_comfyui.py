@@ -35,7 +35,7 @@ def test_every_scenario_passes_against_the_stand_in(comfy: str, tmp_path: Path) 
     result = conformance(comfy, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     table = rows(result.stdout)
-    assert len(table) == 8 and set(table.values()) == {"PASS"}, result.stdout
+    assert len(table) == 9 and set(table.values()) == {"PASS"}, result.stdout
     # SIGINT twice and the rest left nothing of sdbatch's queued.
     queue = requests.get(comfy + "/queue", timeout=5).json()
     assert queue["queue_pending"] == [] and queue["queue_running"] == []

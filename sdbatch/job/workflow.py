@@ -23,7 +23,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sdbatch.errors import did_you_mean
@@ -68,12 +68,28 @@ class AddressError(ValueError):
 class Workflow:
     file: str  # the path as written in the job
     graph: Mapping[str, Any]  # {node_id: {"class_type", "inputs", "_meta"?}}, as loaded
+    # The job's `bind:`: standard field -> the addresses it goes to, where the obvious node is
+    # not one (two samplers: a hires pass, a refiner) or not the one meant.
+    bind: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @functools.cached_property
     def digest(self) -> str:
-        """A hash of the graph's content: an edited workflow plans new payload ids."""
-        text = json.dumps(self.graph, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """A hash of the graph's content and the bindings: either edited plans new payload
+        ids (the graphs sent differ)."""
+        content: Any = self.graph if not self.bind else [self.graph, dict(self.bind)]
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def targets(self, name: str) -> list[tuple[str, str]]:
+        """Every (node_id, input) the standard field `name` is written to: those `bind:`
+        names, else its obvious node. With `seed` bound, "the sampler" the other fields look
+        for is the node of its first address. Raises AddressError."""
+        if name in self.bind:
+            return [resolve_address(self.graph, a) for a in self.bind[name]]
+        sampler = None
+        if self.bind.get("seed"):
+            sampler = resolve_address(self.graph, self.bind["seed"][0])[0]
+        return list(standard_bindings(self.graph, [name], sampler=sampler).values())
 
 
 def is_address(key: str) -> bool:
@@ -145,21 +161,22 @@ def _input(graph: Mapping[str, Any], node_id: str, address: str, wanted: str) ->
 
 
 def standard_bindings(
-    graph: Mapping[str, Any], wanted: Iterable[str]
+    graph: Mapping[str, Any], wanted: Iterable[str], *, sampler: str | None = None
 ) -> dict[str, tuple[str, str]]:
     """Where each standard field in `wanted` goes in `graph`, or `AddressError` for the first
-    that has no node or several. Names that are no standard field are left out."""
+    that has no node or several. Names that are no standard field are left out. `sampler`:
+    the node taken for "the sampler" (`bind: {seed: ...}`), else the only one there is."""
     bindings: dict[str, tuple[str, str]] = {}
     for name in dict.fromkeys(wanted):
         if name in _SAMPLER_INPUTS:
-            sampler = _sampler(graph, name)
+            sampler = sampler or _sampler(graph, name)
             cls = graph[sampler]["class_type"]
             if cls not in _SAMPLER_INPUTS[name]:
                 raise AddressError(f"{name}: node {describe(graph, sampler)} has no input for it")
             bindings[name] = (sampler, _SAMPLER_INPUTS[name][cls])
         elif name in _FED:
             link, cls, input_name = _FED[name]
-            sampler = _sampler(graph, name)
+            sampler = sampler or _sampler(graph, name)
             found = _upstream(graph, sampler, link, cls)
             if len(found) != 1:
                 where = f"{cls} feeding the {link} of {describe(graph, sampler)}"

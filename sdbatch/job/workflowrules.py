@@ -15,6 +15,7 @@ it runs on schema-checked data that may still be wrong anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,6 @@ from sdbatch.job.workflow import (
     describe,
     is_address,
     resolve_address,
-    standard_bindings,
 )
 from sdbatch.job.workflowfile import WorkflowFileError, read_workflow
 
@@ -74,7 +74,11 @@ def check_workflow(
     spec = data.get("workflow")
     addresses = [((*p, k), k) for p, layer in _layers(data) for k in layer if is_address(k)]
     if not isinstance(spec, str) or not spec:
-        return WorkflowCheck(None, [_needs_workflow(positions, p, k) for p, k in addresses])
+        problems = [_needs_workflow(positions, p, k) for p, k in addresses]
+        if data.get("bind") is not None:
+            message = "bind: places standard fields in a ComfyUI workflow; it needs `workflow:`"
+            problems.append(positions.problem(("bind",), message, key=True))
+        return WorkflowCheck(None, problems)
     shown = str(Path(positions.file).parent / spec)  # spelled from the user's own path
     where = job_path.parent / spec
     try:
@@ -92,7 +96,9 @@ def check_workflow(
         message = f"cannot read {shown}: {exc.strerror or exc}"
         return WorkflowCheck(None, [positions.problem(("workflow",), message)])
     problems = list(_use_problems(data, positions))
-    implied, targets = _bind(workflow.graph, data, positions, problems)
+    workflow, bind_ok = _with_bind(workflow, data.get("bind"), positions, problems)
+    # A wrong bind: address is the problem to fix first; what it leaves unbound is not.
+    implied, targets = _bind(workflow, data, positions, problems if bind_ok else [])
     for path, key in addresses:
         try:
             target = resolve_address(workflow.graph, key)
@@ -143,30 +149,61 @@ def _standard_fields(data: Mapping[str, Any]) -> dict[str, Path_]:
     return found
 
 
+def _with_bind(
+    workflow: Workflow, bind: Any, positions: Positions, problems: list[Problem]
+) -> tuple[Workflow, bool]:
+    """The workflow with the job's `bind:` (schema-checked: field -> address or list), each
+    address resolved here so a wrong one is reported at its own line; and whether all were."""
+    if not isinstance(bind, dict):
+        return workflow, True
+    kept: dict[str, tuple[str, ...]] = {}
+    for name, value in bind.items():
+        addresses = [value] if isinstance(value, str) else value
+        paths = (
+            [("bind", name)]
+            if isinstance(value, str)
+            else [("bind", name, i) for i in range(len(value))]
+        )
+        good = True
+        for address, path in zip(addresses, paths, strict=True):
+            try:
+                resolve_address(workflow.graph, address)
+            except AddressError as exc:
+                problems.append(positions.problem(path, str(exc)))
+                good = False
+        if good and addresses:
+            kept[name] = tuple(addresses)
+    return dataclasses.replace(workflow, bind=kept), len(kept) == len(bind)
+
+
 def _bind(
-    graph: Mapping[str, Any],
+    workflow: Workflow,
     data: Mapping[str, Any],
     positions: Positions,
     problems: list[Problem],
 ) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[str, Path_]]]:
     """(implied defaults, {(node, input): (the field bound there, where the job sets it)})."""
+    graph = workflow.graph
     targets: dict[tuple[str, str], tuple[str, Path_]] = {}
     for name, path in _standard_fields(data).items():
         try:
-            targets.setdefault(standard_bindings(graph, [name])[name], (name, path))
+            for target in workflow.targets(name):
+                targets.setdefault(target, (name, path))
         except AddressError as exc:
             at_workflow = path == ("workflow",)
             advice = (
-                "every payload sets it, so sdbatch must find one node for it"
+                "every payload sets it, so sdbatch must find one node for it (name the "
+                f"node(s) with bind: {{{name}: NODE.input}})"
                 if at_workflow
-                else f"set the input you mean as NODE.input instead of {name}"
+                else f"set the input you mean as NODE.input instead of {name}, or name it "
+                f"with bind: {{{name}: NODE.input}}"
             )
             problems.append(positions.problem(path, f"{exc}; {advice}", key=not at_workflow))
     if "batch_size" in _standard_fields(data):
         return {}, targets
     try:
-        node, name = standard_bindings(graph, ["batch_size"])["batch_size"]
-    except AddressError:
+        node, name = workflow.targets("batch_size")[0]
+    except (AddressError, IndexError):
         return {}, targets  # no latent sdbatch can read: the server's images are counted as sent
     targets.setdefault((node, name), ("batch_size", ("workflow",)))
     value = (graph[node].get("inputs") or {}).get(name)

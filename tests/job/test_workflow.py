@@ -359,3 +359,56 @@ def test_validate_and_plan_on_the_command_line(tmp_path: Path, run_cli: RunCli) 
     result = run_cli("validate", str(bad), expect=2)
     assert f"{bad}:5:3: $.grid.KSampler.stepz: " in result.err
     assert "Traceback" not in result.err + result.out
+
+
+# -- bind: where the obvious node is not one -----------------------------------------------------
+
+
+def two_samplers() -> dict[str, Any]:
+    """The recorded workflow with a second pass: node 12 samples node 3's latent again."""
+    graph = real_graph()
+    graph["3"]["_meta"] = {"title": "Base"}
+    graph["12"] = copy.deepcopy(graph["3"])
+    graph["12"]["_meta"] = {"title": "Refiner"}
+    graph["12"]["inputs"]["latent_image"] = ["3", 0]
+    return graph
+
+
+def test_bind_names_the_nodes_of_a_field_and_the_sampler_the_others_follow(
+    tmp_path: Path,
+) -> None:
+    job = (
+        "workflow: wf.json\nprompts: [a cat]\n"
+        "bind: {seed: [Base.seed, Refiner.seed], denoise: Refiner.denoise}\n"
+        "defaults: {steps: 3, denoising_strength: 0.4}\n"
+    )
+    loaded = load_job(write(tmp_path, job, two_samplers()))
+    assert loaded.workflow is not None
+    flow = loaded.workflow
+    assert flow.bind == {"seed": ("Base.seed", "Refiner.seed"), "denoise": ("Refiner.denoise",)}
+    assert flow.targets("seed") == [("3", "seed"), ("12", "seed")]
+    assert flow.targets("steps") == [("3", "steps")]  # the first seed address's sampler
+    assert flow.targets("prompt") == [("6", "text")]  # fed to that sampler
+    assert flow.targets("denoise") == [("12", "denoise")]
+    # The bindings are part of what is sent: other bindings, other payload ids.
+    other = load_job(
+        write(tmp_path, job.replace("Refiner.denoise", "Base.denoise"), two_samplers())
+    )
+    assert other.workflow is not None and other.workflow.digest != flow.digest
+
+
+def test_two_samplers_without_bind_say_how_to_bind(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, "workflow: wf.json\nprompts: [a cat]\n", two_samplers()))
+    seed = next(p for p in found if "seed: ambiguous" in p)
+    assert "bind: {seed: NODE.input}" in seed and '3 (KSampler "Base")' in seed
+
+
+def test_bind_problems_are_at_their_lines(tmp_path: Path) -> None:
+    job = "workflow: wf.json\nprompts: [a cat]\nbind:\n  seed: [Base.seed, Refinr.seed]\n"
+    message = one_problem(write(tmp_path, job, two_samplers()), "no node titled or numbered")
+    assert message.startswith(f"{tmp_path / 'job.yaml'}:4:21: $.bind.seed[1]: ")
+    assert "did you mean 'Refiner'" in message
+    job = "prompts: [a cat]\nbind: {seed: KSampler.seed}\n"
+    one_problem(write(tmp_path, job), r"bind: places standard fields .*needs `workflow:`")
+    job = "workflow: wf.json\nprompts: [a cat]\nbind: {sed: KSampler.seed}\n"
+    one_problem(write(tmp_path, job, real_graph()), r"\$\.bind")

@@ -72,18 +72,18 @@ class _Check:
             shown = f"{found.value!r}" + (f" (sent as {value!r})" if value != found.value else "")
             self.problem(found, f"unknown {what} {shown} on {self.facts.url}{hint}")
 
-    def numbers(self) -> dict[str, tuple[str, str, Callable[[Any], Any]]]:
-        """NUMBERS, moved to the nodes a workflow binds the fields to."""
+    def numbers(self) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
+        """NUMBERS as (field, class, input, convert), moved to every node a workflow binds
+        each field to."""
         if self.job.workflow is None:
-            return {k: v for k, v in NUMBERS.items() if k != "denoising_strength"}
+            return [(k, *v) for k, v in NUMBERS.items() if k != "denoising_strength"]
         user = UserGraph(self.job.workflow, (), ())
         graph = self.job.workflow.graph
-        moved = {}
-        for key, (_, _, convert) in NUMBERS.items():
-            place = user.bindings.get(FIELD_OF[key])
-            if place:
-                moved[key] = (str(graph[place[0]]["class_type"]), place[1], convert)
-        return moved
+        return [
+            (key, str(graph[node]["class_type"]), name, convert)
+            for key, (_, _, convert) in NUMBERS.items()
+            for node, name in user.targets.get(FIELD_OF[key], ())
+        ]
 
     def unsupported(self) -> None:
         honoured = HONOURED | ({"denoising_strength"} if self.job.workflow else set())
@@ -144,7 +144,7 @@ class _Check:
         for found in occurrences(self.job, CHECKPOINT):
             if isinstance(found.value, str):
                 self.listed(found, found.value, "CheckpointLoaderSimple", "ckpt_name", "checkpoint")
-        for key, (class_type, name, convert) in self.numbers().items():
+        for key, class_type, name, convert in self.numbers():
             spec = self.facts.spec(class_type, name)
             for found in occurrences(self.job, key):
                 if spec is None or not isinstance(found.value, int | float):

@@ -2,9 +2,10 @@
 
 Entry point: `UserGraph(workflow, samplers, schedulers).graph(payload, seed, prompt_id)`: a
 copy of the workflow with the payload's values put in. The standard fields go where the job
-side's `standard_bindings` places them (the only sampler, the text encoders feeding it, its
-empty latent, the only checkpoint loader); a `NODE.input` key goes where `resolve_address`
-says. Every input the payload does not set keeps the workflow's own value: a workflow is the
+side's `Workflow.targets` places them (the job's `bind:`, else the only sampler, the text
+encoders feeding it, its empty latent, the only checkpoint loader; a field bound to several
+inputs is written to each); a `NODE.input` key goes where `resolve_address` says.
+Every input the payload does not set keeps the workflow's own value: a workflow is the
 user's settings, the job only what it sweeps.
 
 The images are those of the workflow's one SaveImage node (`save_nodes`; preflight refuses a
@@ -26,7 +27,6 @@ from sdbatch.job.workflow import (
     Workflow,
     is_address,
     resolve_address,
-    standard_bindings,
 )
 
 SAVE_CLASS = "SaveImage"
@@ -72,11 +72,13 @@ class UserGraph:
     ) -> None:
         self.workflow, self.samplers, self.schedulers = workflow, samplers, schedulers
         graph = workflow.graph
-        self.bindings: dict[str, tuple[str, str]] = {}
+        # field -> every (node, input) it is written to; the first is where it is read back.
+        self.targets: dict[str, list[tuple[str, str]]] = {}
         for name in STANDARD_FIELDS:
             # One at a time: a field the job never sets may well have no place.
             with contextlib.suppress(AddressError):
-                self.bindings.update(standard_bindings(graph, [name]))
+                self.targets[name] = workflow.targets(name)
+        self.bindings = {name: places[0] for name, places in self.targets.items() if places}
         saves = save_nodes(graph)
         self.save = saves[0] if len(saves) == 1 else ""  # preflight refuses the others
         self._addresses: dict[str, tuple[str, str]] = {}
@@ -139,8 +141,8 @@ class UserGraph:
     def graph(self, payload: Mapping[str, Any], seed: int, prompt_id: str) -> dict[str, Any]:
         graph: dict[str, Any] = copy.deepcopy(dict(self.workflow.graph))
         for name, value in self._values(payload, seed).items():
-            node, input_name = self.bindings[name]
-            graph[node]["inputs"][input_name] = copy.deepcopy(value)
+            for node, input_name in self.targets.get(name, ()):
+                graph[node]["inputs"][input_name] = copy.deepcopy(value)
         for key, value in payload.items():
             if is_address(key):
                 node, input_name = self.address(key)

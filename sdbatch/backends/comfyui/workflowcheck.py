@@ -97,7 +97,7 @@ def _set_everywhere(job: Job, user: UserGraph) -> set[tuple[str, str]]:
     settings = job.defaults.get("override_settings")
     keys += list(settings) if isinstance(settings, Mapping) else []
     fields = {"prompt", "seed", *(FIELD_OF[k] for k in keys if k in FIELD_OF)}
-    targets = {user.bindings[f] for f in fields if f in user.bindings}
+    targets = {place for f in fields for place in user.targets.get(f, ())}
     for key in filter(is_address, keys):
         try:
             targets.add(user.address(key))

@@ -280,3 +280,31 @@ def test_a1111_extra_network_tags_are_refused_at_their_prompt(
     refused = [line for line in result.err.splitlines() if "does not read <lora:" in line]
     assert len(refused) == 1 and refused[0].startswith(f"{job}:4:"), result.err
     assert posts(comfy) == []
+
+
+def test_a_two_pass_workflow_runs_with_the_seed_bound_to_both_samplers(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    flow = copy.deepcopy(WORKFLOW)
+    flow["8"] = copy.deepcopy(flow["5"])
+    flow["8"]["_meta"] = {"title": "Second pass"}
+    flow["8"]["inputs"].update(latent_image=["5", 0], denoise=0.5, steps=1)
+    flow["6"]["inputs"]["samples"] = ["8", 0]
+    body = """prompts: [a cat]
+seeds: [30]
+bind: {seed: [Sampler.seed, Second pass.seed], denoise: Second pass.denoise}
+defaults: {steps: 2, denoising_strength: 0.3}
+grid: {Second pass.cfg: [4, 5]}
+"""
+    out = tmp_path / "out"
+    run_cli("run", str(write(tmp_path, comfy, body, flow)), "--out", str(out))
+    done = rows(out)
+    assert [r["status"] for r in done] == ["ok", "ok"]
+    for row in done:
+        first, second = row["payload"]["5"]["inputs"], row["payload"]["8"]["inputs"]
+        assert first["seed"] == second["seed"] == row["seed"] == 30
+        assert (first["steps"], second["steps"]) == (2, 1)  # steps: the first sampler's
+        assert (first["denoise"], second["denoise"]) == (1.0, 0.3)
+        assert first["cfg"] == 6.0 and second["cfg"] in (4, 5)
+        assert row["payload"]["2"]["inputs"]["text"] == "a cat"
+    assert sorted(r["payload"]["8"]["inputs"]["cfg"] for r in done) == [4, 5]
