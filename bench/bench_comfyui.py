@@ -15,7 +15,12 @@ and end, read from GET /mock/log) / the client's wall time. Rounds alternate the
 the one server; medians are printed, with the ratios sdbatch / plain loop. Targets: sdbatch's
 utilisation >= 0.98; images/s ratio >= 1.0.
 
-Usage: python bench/bench_comfyui.py [--images N] [--rounds R]
+One more row, not a target: sdbatch when its WebSocket stays open but says nothing (the
+stand-in's `ws_mute` fault: a socket lost without a close, a proxy that drops the frames), so
+only its /history polling (worker.POLL) tells it a prompt is done; `--silent-images` of them,
+once, against the plain loop's median.
+
+Usage: python bench/bench_comfyui.py [--images N] [--rounds R] [--silent-images N]
 """
 
 from __future__ import annotations
@@ -95,7 +100,12 @@ def sdbatch_run(plan: Plan, servers: Servers, out: Path) -> float:
     return elapsed
 
 
-def measure(images: int, rounds: int) -> dict[str, dict[str, float]]:
+def mute(url: str, muted: bool) -> None:
+    body = {"ws_mute": True} if muted else {"clear": True}
+    requests.post(url + "/mock/faults", json=body, timeout=TIMEOUT).raise_for_status()
+
+
+def measure(images: int, rounds: int, silent: int) -> dict[str, dict[str, float]]:
     """Per way of running: median images/s, utilisation and server ms per image."""
     found: dict[str, dict[str, list[float]]] = {
         name: {"rate": [], "util": [], "ms": []} for name in ("plain", "sdbatch")
@@ -127,6 +137,18 @@ def measure(images: int, rounds: int) -> dict[str, dict[str, float]]:
                 found[name]["rate"].append(images / wall)
                 found[name]["util"].append(sum(busy) / wall)
                 found[name]["ms"].append(sum(busy) / images * 1000)
+        if silent:
+            plan = build_plan(make_job(url, silent))
+            servers = connect(job)
+            before = len(busy_seconds(url))
+            mute(url, True)
+            try:
+                wall = sdbatch_run(plan, servers, Path(tmp) / "silent")
+            finally:
+                mute(url, False)
+            busy = busy_seconds(url)[before:]
+            found["silent"] = {"rate": [silent / wall], "util": [sum(busy) / wall]}
+            found["silent"]["ms"] = [sum(busy) / silent * 1000]
     medians = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in found.items()}
     medians["sdbatch"]["preflight"] = statistics.median(preflight)
     return medians
@@ -136,10 +158,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--silent-images", type=int, default=20, help="images with a silent socket (0: none)"
+    )
     args = parser.parse_args()
-    if args.images < 1 or args.rounds < 1:
-        parser.error("--images and --rounds must be at least 1")
-    found = measure(args.images, args.rounds)
+    if args.images < 1 or args.rounds < 1 or args.silent_images < 0:
+        parser.error("--images and --rounds must be at least 1, --silent-images at least 0")
+    found = measure(args.images, args.rounds, args.silent_images)
     base, ours = found["plain"], found["sdbatch"]
     rows = [
         (
@@ -164,9 +189,21 @@ def main() -> None:
             "~1.0 (same work)",
         ),
     ]
-    print(f"{'measure':22} {'plain loop':>11} {'sdbatch':>9} {'ratio':>7}  target")
+    if "silent" in found:
+        quiet = found["silent"]
+        for what, key, form in (("images/s", "rate", ".2f"), ("utilisation", "util", ".3f")):
+            rows.append(
+                (
+                    f"{what}, silent socket",
+                    f"{base[key]:{form}}",
+                    f"{quiet[key]:{form}}",
+                    quiet[key] / base[key],
+                    f"none ({args.silent_images} images, once)",
+                )
+            )
+    print(f"{'measure':27} {'plain loop':>11} {'sdbatch':>9} {'ratio':>7}  target")
     for name, b, o, ratio, target in rows:
-        print(f"{name:22} {b:>11} {o:>9} {ratio:>7.3f}  {target}")
+        print(f"{name:27} {b:>11} {o:>9} {ratio:>7.3f}  {target}")
     print(
         f"utilisation >= 0.98: {'yes' if ours['util'] >= 0.98 else 'NO'} "
         f"(sdbatch {ours['util']:.3f}); stand-in ComfyUI, {STEPS} steps x "
