@@ -58,6 +58,23 @@ def webuis(n: int, image_delay: float | None = None, *args: str) -> Iterator[lis
             proc.wait(10)
 
 
+@contextlib.contextmanager
+def comfyui(step_delay: float) -> Iterator[str]:
+    """One stand-in ComfyUI in its own process, `step_delay` seconds per sampler step; its URL
+    (which it prints once it listens) is yielded; stopped on the way out."""
+    cmd = [sys.executable, "-m", "sdbatch.standin.comfyui", "--port", "0"]
+    cmd += ["--step-delay", str(step_delay)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().strip() if proc.stdout else ""
+        if not url.startswith("http://"):
+            raise SystemExit(f"{cmd} did not start (exit {proc.wait(10)})")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def timed(cmd: list[str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MB and stderr of one child process."""
     start = time.perf_counter()

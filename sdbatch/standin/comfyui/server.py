@@ -119,13 +119,14 @@ class Handler(BaseHTTPRequestHandler):
     def _websocket(self, comfy: Host, query: dict[str, str]) -> None:
         self.close_connection = True
         sid = query.get("clientId") or uuid.uuid4().hex
-        ws = Socket.accept(
-            self.connection, self.rfile, self.requestline, list(self.headers.items())
-        )
-        comfy.recorder.request(
-            LoggedRequest(
-                "GET", "/ws", urlsplit(self.path).query, b"", 101 if ws else 400, comfy.clock()
+
+        def log_upgrade(status: int) -> None:  # before the answer, as every request is
+            comfy.recorder.request(
+                LoggedRequest("GET", "/ws", urlsplit(self.path).query, b"", status, comfy.clock())
             )
+
+        ws = Socket.accept(
+            self.connection, self.rfile, self.requestline, list(self.headers.items()), log_upgrade
         )
         if ws is None:
             return

@@ -18,6 +18,7 @@ import json
 import queue
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from websockets.frames import Frame, Opcode
@@ -48,17 +49,22 @@ class Socket:
         reader: io.BufferedIOBase,
         request_line: str,
         headers: list[tuple[str, str]],
+        answering: Callable[[int], None] = lambda status: None,
     ) -> Socket | None:
         """Answer the upgrade request; None when the library refused it (its answer is sent).
         The stdlib server has parsed the request already; the library is given it again, as
-        bytes, so that its parser moves on to frames."""
+        bytes, so that its parser moves on to frames. `answering(status)` runs before the
+        answer goes out (the request log: a client that has its socket finds it logged)."""
         protocol = ServerProtocol()
         head = request_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
         protocol.receive_data(head.encode("latin-1"))
         request = next((e for e in protocol.events_received() if isinstance(e, Request)), None)
         if request is None:
+            answering(400)
             return None
-        protocol.send_response(protocol.accept(request))
+        response = protocol.accept(request)
+        answering(response.status_code)
+        protocol.send_response(response)
         ws = cls(conn, reader, protocol)
         with ws._lock:
             ws._flush()
