@@ -9,8 +9,9 @@ images are downloaded with /view here (bounded by the session's size limit) and 
 undecoded; `responses.decode` reads them on the writer's thread.
 
 Timeouts: `server.timeout` per prompt once it runs (waiting behind other prompts in ComfyUI's
-queue does not count), `POLL` between /history polls when the socket says nothing; a server
-that stops answering for `server.timeout` is gone (ServerUnreachableError, exit 3).
+queue does not count), `POLL` between /history polls when the socket says nothing (`POLL_DEAF`
+once it has missed a prompt's end); a server that stops answering for `server.timeout` is gone
+(ServerUnreachableError, exit 3).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from sdbatch.plan.expand import PlannedPayload
 log = logging.getLogger("sdbatch")
 
 POLL = 1.0  # seconds between /history polls while the socket is quiet
+# ... and once the socket has missed a prompt's end (dead, or open and mute): the run then
+# hears of each image by polling alone, and the prompt queued behind the running one is all
+# the server has, so a 1 s poll would leave a fast server idle most of the time.
+POLL_DEAF = 0.1
 SHORT = 10.0  # timeout of the small requests (/history, /queue, /interrupt)
 
 
@@ -62,6 +67,7 @@ class Worker:
         self._ours: set[str] = set()  # posted and not yet settled
         self._cancelled: set[str] = set()
         self._model: str | None = None
+        self._deaf = False  # the socket missed the end of the last prompt: poll faster
         self.model_switches = 0
 
     def model(self, item: PlannedPayload) -> str | None:
@@ -169,10 +175,11 @@ class Worker:
         deadline = time.monotonic() + self.server.timeout
         gone_checks = 0
         while True:
-            woke = self.listener.wait(prompt_id, POLL)
+            woke = self.listener.wait(prompt_id, POLL_DEAF if self._deaf else POLL)
             try:
                 entry = self._get(f"/history/{prompt_id}").json()
                 if isinstance(entry, Mapping) and isinstance(entry.get(prompt_id), Mapping):
+                    self._deaf = not woke  # the socket told, or polling found it first
                     return entry[prompt_id], None
                 state = None if woke else where(self._get("/queue").json(), prompt_id)
             except (requests.RequestException, ValueError) as exc:

@@ -18,6 +18,8 @@ import requests
 from conftest import RunCli
 from PIL import Image
 
+from sdbatch.backends.comfyui.listener import Listener
+from sdbatch.backends.comfyui.worker import POLL, POLL_DEAF
 from sdbatch.standin.comfyui import Catalog, MockComfy
 
 CKPT = "tiny_sd15_random.safetensors"
@@ -319,3 +321,23 @@ def test_a_silent_socket_never_hangs_the_run_history_is_the_truth(
     runner.join(timeout=60)
     assert done, "the run hung on a silent socket"
     assert len(rows(out)) == 8 and all(r["status"] == "ok" for r in rows(out))
+
+
+def test_once_the_socket_misses_a_prompts_end_the_history_is_polled_faster(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the worker waits for the socket each time: the poll interval in force.
+    waits: list[float] = []
+    real_wait = Listener.wait
+
+    def wait(self: Listener, prompt_id: str, seconds: float) -> bool:
+        waits.append(seconds)
+        return real_wait(self, prompt_id, seconds)
+
+    monkeypatch.setattr(Listener, "wait", wait)
+    run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(tmp_path / "a"))
+    assert set(waits) == {POLL}  # a socket that tells: the slow poll is only a fallback
+    waits.clear()
+    comfy.inject(ws_mute=True)
+    run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(tmp_path / "b"))
+    assert POLL_DEAF in waits and waits[-1] == POLL_DEAF
