@@ -17,8 +17,8 @@ utilisation >= 0.98; images/s ratio >= 1.0.
 
 One more row, not a target: sdbatch when its WebSocket stays open but says nothing (the
 stand-in's `ws_mute` fault: a socket lost without a close, a proxy that drops the frames), so
-only its /history polling (worker.POLL) tells it a prompt is done; `--silent-images` of them,
-once, against the plain loop's median.
+only its /history polling (worker.POLL, then POLL_DEAF once the socket has missed a prompt)
+tells it a prompt is done; `--silent-images` of them, once, against the plain loop's median.
 
 Usage: python bench/bench_comfyui.py [--images N] [--rounds R] [--silent-images N]
 """
