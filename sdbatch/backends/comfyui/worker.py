@@ -9,8 +9,11 @@ images are downloaded with /view here (bounded by the session's size limit) and 
 undecoded; `responses.decode` reads them on the writer's thread.
 
 Timeouts: `server.timeout` per prompt once it runs (waiting behind other prompts in ComfyUI's
-queue does not count), `POLL` between /history polls when the socket says nothing; a server
-that stops answering for `server.timeout` is gone (ServerUnreachableError, exit 3).
+queue does not count), `POLL` between /history polls when the socket says nothing. A server
+that stops answering for `server.timeout`, or refuses connections `server.retries` more times
+with backoff, is gone: ServerUnreachableError, on which the run loop gives the payload to the
+other servers and rests this one (exit 3 only when every server is gone). ComfyUI's queue
+lives in its memory, so a prompt of a server that went away is made again, not waited for.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Worker:
         self._lock = threading.Lock()
         self._ours: set[str] = set()  # posted and not yet settled
         self._cancelled: set[str] = set()
+        self._stopped = False  # interrupted: the run's hard stop, nothing more is posted
         self._model: str | None = None
         self.model_switches = 0
 
@@ -80,8 +84,10 @@ class Worker:
 
     def interrupt(self) -> None:
         """Delete sdbatch's pending prompts and interrupt its running one; ComfyUI is left
-        idle but for other clients' prompts, which are not sdbatch's to stop."""
+        idle but for other clients' prompts, which are not sdbatch's to stop. Nothing is
+        posted after it: a payload's next `n_iter` prompt would else start as this one ends."""
         with self._lock:
+            self._stopped = True
             ours = sorted(self._ours)
             self._cancelled.update(ours)
         if not ours:
@@ -123,6 +129,8 @@ class Worker:
         self.listener.ensure()  # the socket first: events of a fast prompt are not lost
         self.listener.expect(prompt_id)
         with self._lock:
+            if self._stopped:
+                return None, "not sent: the run was stopped", 0
             self._ours.add(prompt_id)
         try:
             answer, tries = self._post(prompt_id, graph)
@@ -159,11 +167,25 @@ class Worker:
                     raise ServerUnreachableError(
                         f"ComfyUI at {self.url} is gone: {failure(exc)}"
                     ) from exc
-            time.sleep(min(2.0**attempt, 10.0))
+            time.sleep(_backoff(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _get(self, path: str, **params: Any) -> Answer:
-        return fetch(self.session, "GET", self._base + path, timeout=SHORT, params=params or None)
+        """A small GET. Refused connections are retried `server.retries` times with backoff,
+        then the server is gone (ServerUnreachableError): waiting out `server.timeout` for a
+        prompt that died with it would hold the payload from the other servers."""
+        for attempt in range(self.server.retries + 1):
+            try:
+                return fetch(
+                    self.session, "GET", self._base + path, timeout=SHORT, params=params or None
+                )
+            except requests.ConnectionError as exc:  # nothing reached ComfyUI
+                if attempt == self.server.retries:
+                    raise ServerUnreachableError(
+                        f"ComfyUI at {self.url} is gone: {failure(exc)}"
+                    ) from exc
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _wait(self, prompt_id: str) -> tuple[Mapping[str, Any] | None, str | None]:
         """The prompt's history entry once it is there; or why it never will be."""
@@ -213,6 +235,10 @@ class Worker:
             if self._model is not None and name != self._model:
                 self.model_switches += 1
             self._model = name
+
+
+def _backoff(attempt: int) -> float:
+    return min(2.0**attempt, 10.0)
 
 
 def _node_errors(answer: Answer) -> bool:
