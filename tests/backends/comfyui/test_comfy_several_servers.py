@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import json
 import signal
 import subprocess
@@ -23,6 +24,12 @@ from typing import Any
 import requests
 from conftest import CliResult, RunCli
 
+from sdbatch.backends.base import Outcome, Worker
+from sdbatch.backends.comfyui.connect import BACKEND
+from sdbatch.job.loader import load_job
+from sdbatch.plan.expand import build_plan
+from sdbatch.run.dispatch import COOL_DOWN, Stopper, dispatch
+from sdbatch.run.progress import Console
 from sdbatch.standin.comfyui import Catalog, MockComfy
 
 CKPT = "tiny_sd15_random.safetensors"
@@ -190,6 +197,54 @@ def test_a_server_stopped_mid_run_sits_out_and_the_others_finish(
     counts = collections.Counter(r["server"] for r in done)
     assert summary(out)["images_per_server"] == dict(counts)
     assert summary(out)["exit_code"] == 0
+
+
+def test_a_server_back_after_its_cool_down_takes_work_again(tmp_path: Path) -> None:
+    # The run loop's clock is moved on by COOL_DOWN instead of waiting it out; the server comes
+    # back on its port as a fresh process would, with an empty queue and new sockets.
+    shift = [0.0]
+    # 0.2 s a payload: the steady server alone is far from done when the other returns.
+    with MockComfy(seed=1, step_delay=0.05) as steady, MockComfy(seed=2, step_delay=0.05) as gone:
+        port = gone.port
+        job = load_job(write_job(tmp_path, [steady, gone], MANY, retries=1))
+        connection = BACKEND.connect(job, auth=None, preflight=True, environ={})
+        workers: list[Worker] = list(connection.workers)
+        err = io.StringIO()
+        console = Console(io.StringIO(), err)
+        delivered: list[Outcome] = []
+        back: list[MockComfy] = []
+
+        def lose_then_return() -> None:
+            deadline = time.monotonic() + TIMEOUT
+            while not made(gone) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            gone.stop()
+            while "sits out" not in err.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            back.append(MockComfy(port=port, seed=2, step_delay=0.05).start())
+            shift[0] = COOL_DOWN
+
+        returning = threading.Thread(target=lose_then_return, daemon=True)
+        returning.start()
+        try:
+            error = dispatch(
+                iter(build_plan(job)),
+                workers,
+                delivered.append,
+                Stopper(console),
+                console,
+                clock=lambda: time.monotonic() + shift[0],
+            )
+            returning.join(TIMEOUT)
+            again = made(back[0])
+        finally:
+            for server in back:
+                server.stop()
+    assert error is None, err.getvalue()
+    assert again, err.getvalue()
+    indexes = [o.item.index for o in delivered if o.ok]
+    assert sorted(indexes) == list(range(30))  # every payload once, none twice
+    assert {o.server for o in delivered} == {steady.url, gone.url}
 
 
 def test_a_server_whose_prompts_fail_gets_failed_rows_naming_it(
