@@ -199,6 +199,28 @@ def test_a_server_stopped_mid_run_sits_out_and_the_others_finish(
     assert summary(out)["exit_code"] == 0
 
 
+def test_a_server_down_at_the_start_is_left_out_and_the_others_make_everything(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    with comfies(3, step_delay=0.01) as servers:
+        down = servers[2]
+        down.stop()  # its port now refuses connections
+        out = tmp_path / "out"
+        job = write_job(tmp_path, servers, SHARED, retries=1)
+        result = bounded(lambda: run_cli("run", str(job), "--out", str(out)))
+        made_by = {s.url: made(s) for s in servers[:2]}
+        # With every server down, the run stops before anything is planned on any: exit 3.
+        for server in servers[:2]:
+            server.stop()
+        none = run_cli("run", str(job), "--out", str(tmp_path / "none"), expect=3)
+    assert any(f"leaving out {down.url}" in line for line in result.err.splitlines())
+    done = rows(out)
+    assert len(done) == 24 and all(r["status"] == "ok" for r in done)
+    assert {r["server"] for r in done} == set(made_by) and all(made_by.values())
+    assert "Traceback" not in none.err
+    assert all(s.url in none.err for s in servers)
+
+
 def test_a_server_back_after_its_cool_down_takes_work_again(tmp_path: Path) -> None:
     # The run loop's clock is moved on by COOL_DOWN instead of waiting it out; the server comes
     # back on its port as a fresh process would, with an empty queue and new sockets.
