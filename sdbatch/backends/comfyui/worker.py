@@ -10,10 +10,9 @@ undecoded; `responses.decode` reads them on the writer's thread.
 
 Timeouts: `server.timeout` per prompt once it runs (waiting behind other prompts in ComfyUI's
 queue does not count), `POLL` between /history polls when the socket says nothing. A server
-that stops answering for `server.timeout`, or refuses connections `server.retries` more times
-with backoff, is gone: ServerUnreachableError, on which the run loop gives the payload to the
-other servers and rests this one (exit 3 only when every server is gone). ComfyUI's queue
-lives in its memory, so a prompt of a server that went away is made again, not waited for.
+silent for `server.timeout`, or refusing connections `server.retries` more times, is gone
+(ServerUnreachableError): the run loop rests it and gives the payload to the other servers,
+since a prompt in a lost ComfyUI's queue (held in its memory) is made again, not waited for.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from typing import Any
 import requests
 
 from sdbatch.backends.base import Outcome, Response
-from sdbatch.backends.comfyui.history import rejection, settle, where
+from sdbatch.backends.comfyui.history import has_node_errors, rejection, settle, where
 from sdbatch.backends.comfyui.listener import Listener
 from sdbatch.backends.comfyui.translation import SAVE, Translation, n_iter
 from sdbatch.backends.fetch import Answer, failure, fetch
@@ -134,7 +133,7 @@ class Worker:
             self._ours.add(prompt_id)
         try:
             answer, tries = self._post(prompt_id, graph)
-            node_errors = _node_errors(answer)
+            node_errors = has_node_errors(answer)
             if answer.status_code != 200 or node_errors:
                 return None, rejection(answer), tries
             entry, error = self._wait(prompt_id)
@@ -171,16 +170,18 @@ class Worker:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _get(self, path: str, **params: Any) -> Answer:
-        """A small GET. Refused connections are retried `server.retries` times with backoff,
-        then the server is gone (ServerUnreachableError): waiting out `server.timeout` for a
-        prompt that died with it would hold the payload from the other servers."""
+        """A small GET; a refused or cut connection is tried again `server.retries` times with
+        backoff. Still refused, the server is gone: waiting out `server.timeout` for a prompt
+        that died with it would hold the payload from the other servers."""
         for attempt in range(self.server.retries + 1):
             try:
                 return fetch(
                     self.session, "GET", self._base + path, timeout=SHORT, params=params or None
                 )
-            except requests.ConnectionError as exc:  # nothing reached ComfyUI
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 if attempt == self.server.retries:
+                    if not isinstance(exc, requests.ConnectionError):
+                        raise  # cut off every time: the caller words it
                     raise ServerUnreachableError(
                         f"ComfyUI at {self.url} is gone: {failure(exc)}"
                     ) from exc
@@ -239,14 +240,6 @@ class Worker:
 
 def _backoff(attempt: int) -> float:
     return min(2.0**attempt, 10.0)
-
-
-def _node_errors(answer: Answer) -> bool:
-    try:
-        body = answer.json()
-    except ValueError:
-        return False
-    return isinstance(body, Mapping) and bool(body.get("node_errors"))
 
 
 def _pack(
