@@ -1,9 +1,10 @@
 """Several ComfyUI servers in one run, as for the webui (`server.urls`): one shared queue (each
 image made once, every server works, each row names the server that made it and that server's
-ComfyUI version, summary.json counts images per server); a server lost mid-run sits out while
-the others take its work; a server whose prompts fail gets failed rows naming it; preflight
-names the server that lacks a name, with nothing queued on any; Ctrl-C twice leaves every
-server's queue empty. Real stand-ins on loopback; every wait is bounded.
+ComfyUI version, summary.json counts images per server); a server down at the start is left
+out; one lost mid-run sits out while the others take its work, and takes work again once back
+after its cool-down; a server whose prompts fail gets failed rows naming it; preflight names
+the server that lacks a name, with nothing queued on any; Ctrl-C twice leaves every server's
+queue empty. Real stand-ins on loopback; every wait is bounded.
 """
 
 from __future__ import annotations
