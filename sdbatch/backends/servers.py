@@ -3,20 +3,27 @@
 Entry point: `open_servers(server, auth=..., environ=...) -> Opened`: each URL checked (no
 credentials in it, a valid port), the run's limits read, one session per server (auth, headers,
 TLS, the response cap), and `server.wait` honoured. One place, so a new safety rule reaches
-every kind of server at once.
+every kind of server at once. Then `reachable(urls, inspect)`: what each server that answers
+offers, the others left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import requests
 
 from sdbatch.backends.a1111.wait import wait_for_server  # any HTTP answer counts: kind-neutral
 from sdbatch.backends.limits import Limits, limits_for
 from sdbatch.backends.session import check_url, make_session
+from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
+
+log = logging.getLogger("sdbatch")
+Facts = TypeVar("Facts")
 
 
 @dataclass(frozen=True)
@@ -41,3 +48,21 @@ def open_servers(
         for url in urls:
             wait_for_server(url, server.wait, session=sessions[url])
     return Opened(urls, limits, sessions)
+
+
+def reachable(urls: list[str], inspect: Callable[[str], Facts]) -> list[Facts]:
+    """`inspect(url)` of every server that answers. Of several, one that cannot be reached is
+    left out with an error naming it, and the run goes on with the others; only when none
+    answers is it ServerUnreachableError (exit 3)."""
+    found: list[Facts] = []
+    errors: list[str] = []
+    for url in urls:
+        try:
+            found.append(inspect(url))
+        except ServerUnreachableError as exc:
+            errors.append(str(exc))
+            if len(urls) > 1:
+                log.error("leaving out %s: %s", url, exc)
+    if not found:
+        raise ServerUnreachableError("; ".join(errors))
+    return found

@@ -158,7 +158,9 @@ class Progress:
 
     def payload_failed(self, row: Mapping[str, Any]) -> None:
         self.failed_rows.append(row)
-        message = f"payload {row['payload_index']} failed after {row['attempts']} attempt(s): "
+        # With several servers, which one failed matters (a broken GPU, a missing file).
+        at = f" on {row['server']}" if row.get("server") else ""
+        message = f"payload {row['payload_index']} failed{at} after {row['attempts']} attempt(s): "
         self._say(message + str(row["error"]), "error")
 
     def _say(self, message: str, label: str) -> None:

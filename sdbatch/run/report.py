@@ -73,7 +73,12 @@ class RunResult:
             "skipped": self.skipped,
             "done": self.saved,
             "failed": [
-                {"id": r["id"], "payload_index": r["payload_index"], "error": r["error"]}
+                {
+                    "id": r["id"],
+                    "payload_index": r["payload_index"],
+                    "server": r.get("server"),
+                    "error": r["error"],
+                }
                 for r in self.failed
             ],
             "mismatched": [

@@ -22,8 +22,7 @@ from sdbatch.backends.a1111.responses import decode
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Response
 from sdbatch.backends.limits import Limits
-from sdbatch.backends.servers import open_servers
-from sdbatch.errors import ServerUnreachableError
+from sdbatch.backends.servers import open_servers, reachable
 from sdbatch.job.loader import Job
 
 log = logging.getLogger("sdbatch")
@@ -67,22 +66,6 @@ class Fleet:
         return ", ".join(parts) or ", ".join(w.url for w in self.workers)
 
 
-def _inspect(urls: list[str], sessions: Mapping[str, Any], timeout: float) -> list[ServerFacts]:
-    """Every webui that answers; one that does not is left out, unless none answers."""
-    found: list[ServerFacts] = []
-    errors: list[str] = []
-    for url in urls:
-        try:
-            found.append(inspect_server(url, sessions[url], timeout=timeout))
-        except ServerUnreachableError as exc:
-            errors.append(str(exc))
-            if len(urls) > 1:
-                log.error("leaving out %s: %s", url, exc)
-    if not found:
-        raise ServerUnreachableError("; ".join(errors))
-    return found
-
-
 def connect(
     job: Job,
     *,
@@ -100,7 +83,8 @@ def connect(
     if not preflight:
         workers = [Worker(server, url=url, session=sessions[url]) for url in urls]
         return Fleet(workers, {}, limits=limits)
-    facts = _inspect(urls, sessions, timeout=min(server.timeout, 60.0))
+    timeout = min(server.timeout, 60.0)
+    facts = reachable(urls, lambda url: inspect_server(url, sessions[url], timeout=timeout))
     translations: list[Translation] = check_all(job, facts)
     workers = [
         Worker(

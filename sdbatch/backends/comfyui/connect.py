@@ -4,7 +4,8 @@ before a single prompt is queued.
 Entry point: `BACKEND.connect(job, auth=..., preflight=...) -> Servers` (the `backends.base`
 seam for ComfyUI): one session per server (headers, TLS, limits as for the webui), an optional
 wait for it to come up, the preflight against /object_info (preflight.py), and one `Worker`
-per server. A job with its own `workflow:` posts that graph (usergraph.py), checked the same way.
+per server (of several, one that cannot be reached is left out, as for the webui). A job with
+its own `workflow:` posts that graph (usergraph.py), checked the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sdbatch.backends.comfyui.responses import compare, decode
 from sdbatch.backends.comfyui.translation import Translation
 from sdbatch.backends.comfyui.worker import Worker
 from sdbatch.backends.limits import Limits
-from sdbatch.backends.servers import open_servers
+from sdbatch.backends.servers import open_servers, reachable
 from sdbatch.job.loader import Job
 
 
@@ -57,13 +58,15 @@ def connect(
     environ: Mapping[str, str] = os.environ,
 ) -> Servers:
     """Raises JobValidationError (exit 2, nothing queued) for what a server lacks,
-    ServerUnreachableError / ServerError (exit 3) when a server is gone or is no ComfyUI."""
+    ServerUnreachableError (exit 3) when none answers, ServerError (exit 3) when a server
+    is no ComfyUI."""
     server = job.server
     opened = open_servers(server, auth=auth, environ=environ)
     urls, limits, sessions = opened.urls, opened.limits, opened.sessions
     # ComfyUI has no "loaded" checkpoint nor sampler lists to guess: the facts are needed to
     # translate at all, so they are read even when the checks are skipped.
-    facts = [inspect_server(url, sessions[url], timeout=min(server.timeout, 60.0)) for url in urls]
+    timeout = min(server.timeout, 60.0)
+    facts = reachable(urls, lambda url: inspect_server(url, sessions[url], timeout=timeout))
     translations: list[Translation] = check_all(job, facts) if preflight else []
     if not preflight:
         translations = [_unchecked(f, job) for f in facts]

@@ -3,8 +3,8 @@
 Entry points: `settle(entry) -> (images, error)` turns a history entry into the files to
 download or the server's message (any `execution_error` or `execution_interrupted` among the
 messages is a failure, whatever `status_str` says: comfyui-api.md C13); `rejection(answer)`
-words a 400 from POST /prompt by node, input and message; `where(queue, prompt_id)` says
-whether a prompt is still pending or running.
+words a 400 from POST /prompt by node, input and message (`has_node_errors` tells a 200 that
+is one); `where(queue, prompt_id)` says whether a prompt is still pending or running.
 """
 
 from __future__ import annotations
@@ -75,6 +75,15 @@ def rejection(answer: Answer) -> str:
         message, details = graph_error.get("message"), graph_error.get("details")
         parts.append(f"{_text(message)} {_text(details or '')}".strip())
     return "ComfyUI refused the prompt: " + ("; ".join(parts) or f"HTTP {answer.status_code}")
+
+
+def has_node_errors(answer: Answer) -> bool:
+    """A 200 from POST /prompt can still carry `node_errors`: the prompt was refused."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    return isinstance(body, Mapping) and bool(body.get("node_errors"))
 
 
 def where(queue: Any, prompt_id: str) -> str | None:

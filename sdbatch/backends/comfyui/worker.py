@@ -10,8 +10,10 @@ undecoded; `responses.decode` reads them on the writer's thread.
 
 Timeouts: `server.timeout` per prompt once it runs (waiting behind other prompts in ComfyUI's
 queue does not count), `POLL` between /history polls when the socket says nothing (`POLL_DEAF`
-once it has missed a prompt's end); a server that stops answering for `server.timeout` is gone
-(ServerUnreachableError, exit 3).
+once it has missed a prompt's end). A server silent for `server.timeout`, or refusing
+connections `server.retries` more times, is gone (ServerUnreachableError): the run loop rests
+it and gives the payload to the other servers, since a prompt in a lost ComfyUI's queue (held
+in its memory) is made again, not waited for.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import requests
 
 from sdbatch.backends.base import Outcome, Response
-from sdbatch.backends.comfyui.history import rejection, settle, where
+from sdbatch.backends.comfyui.history import has_node_errors, rejection, settle, where
 from sdbatch.backends.comfyui.listener import Listener
 from sdbatch.backends.comfyui.translation import Translation, n_iter
 from sdbatch.backends.fetch import Answer, failure, fetch
@@ -66,6 +68,7 @@ class Worker:
         self._lock = threading.Lock()
         self._ours: set[str] = set()  # posted and not yet settled
         self._cancelled: set[str] = set()
+        self._stopped = False  # interrupted: the run's hard stop, nothing more is posted
         self._model: str | None = None
         self._deaf = False  # the socket missed the end of the last prompt: poll faster
         self.model_switches = 0
@@ -85,8 +88,10 @@ class Worker:
 
     def interrupt(self) -> None:
         """Delete sdbatch's pending prompts and interrupt its running one; ComfyUI is left
-        idle but for other clients' prompts, which are not sdbatch's to stop."""
+        idle but for other clients' prompts, which are not sdbatch's to stop. Nothing is
+        posted after it: a payload's next `n_iter` prompt would else start as this one ends."""
         with self._lock:
+            self._stopped = True
             ours = sorted(self._ours)
             self._cancelled.update(ours)
         if not ours:
@@ -128,10 +133,12 @@ class Worker:
         self.listener.ensure()  # the socket first: events of a fast prompt are not lost
         self.listener.expect(prompt_id)
         with self._lock:
+            if self._stopped:
+                return None, "not sent: the run was stopped", 0
             self._ours.add(prompt_id)
         try:
             answer, tries = self._post(prompt_id, graph)
-            node_errors = _node_errors(answer)
+            node_errors = has_node_errors(answer)
             if answer.status_code != 200 or node_errors:
                 return None, rejection(answer), tries
             entry, error = self._wait(prompt_id)
@@ -164,11 +171,27 @@ class Worker:
                     raise ServerUnreachableError(
                         f"ComfyUI at {self.url} is gone: {failure(exc)}"
                     ) from exc
-            time.sleep(min(2.0**attempt, 10.0))
+            time.sleep(_backoff(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _get(self, path: str, **params: Any) -> Answer:
-        return fetch(self.session, "GET", self._base + path, timeout=SHORT, params=params or None)
+        """A small GET; a refused or cut connection is tried again `server.retries` times with
+        backoff. Still refused, the server is gone: waiting out `server.timeout` for a prompt
+        that died with it would hold the payload from the other servers."""
+        for attempt in range(self.server.retries + 1):
+            try:
+                return fetch(
+                    self.session, "GET", self._base + path, timeout=SHORT, params=params or None
+                )
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                if attempt == self.server.retries:
+                    if not isinstance(exc, requests.ConnectionError):
+                        raise  # cut off every time: the caller words it
+                    raise ServerUnreachableError(
+                        f"ComfyUI at {self.url} is gone: {failure(exc)}"
+                    ) from exc
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _wait(self, prompt_id: str) -> tuple[Mapping[str, Any] | None, str | None]:
         """The prompt's history entry once it is there; or why it never will be."""
@@ -240,9 +263,5 @@ class Worker:
             self._model = name
 
 
-def _node_errors(answer: Answer) -> bool:
-    try:
-        body = answer.json()
-    except ValueError:
-        return False
-    return isinstance(body, Mapping) and bool(body.get("node_errors"))
+def _backoff(attempt: int) -> float:
+    return min(2.0**attempt, 10.0)

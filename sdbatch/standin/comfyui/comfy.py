@@ -22,12 +22,15 @@ from sdbatch.standin.comfyui.server import ComfyHTTPServer
 from sdbatch.standin.comfyui.worker import Worker
 from sdbatch.standin.comfyui.ws import Hub, Socket
 
+VERSION = "0.3.64"  # the real server the stand-in was recorded from
+
 
 class MockComfy:
     """A stand-in for ComfyUI 0.3.64 on a real loopback socket (see the package docs).
 
     `step_delay` seconds pass per sampler step; `seed` changes every picture; files go to
     `root`/output and `root`/temp (a temporary folder, removed at stop, when `root` is None).
+    `version` is the ComfyUI version it reports (the recorded one's unless a test says otherwise).
     """
 
     def __init__(
@@ -40,8 +43,10 @@ class MockComfy:
         root: Path | str | None = None,
         catalog: Catalog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        version: str = VERSION,
     ) -> None:
         self.host, self.port, self.clock = host, port, clock
+        self.version = version  # /system_stats' comfyui_version: servers of a run may differ
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="sdbatch-comfy-")) if root is None else Path(root)
         self.catalog = catalog or Catalog()
@@ -87,12 +92,15 @@ class MockComfy:
     def stop(self) -> None:
         if self._httpd is None:
             return
-        self.queue.close()
-        self.worker.stop()
+        # The network goes first, as when the real server is killed: stopping the worker
+        # interrupts its prompt, and a client must not read an interruption the real one,
+        # gone, would never have written to its history.
         self._httpd.shutdown()
         self.hub.close_all()
         self._httpd.drop_connections()
         self._httpd.server_close()
+        self.queue.close()
+        self.worker.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         self._httpd = None

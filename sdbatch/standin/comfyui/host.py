@@ -26,6 +26,7 @@ class Host(Protocol):
     recorder: Recorder
     hub: Hub
     clock: Callable[[], float]
+    version: str
 
     def model_folders(self) -> tuple[str, ...]: ...
 

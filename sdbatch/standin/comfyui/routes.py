@@ -62,7 +62,7 @@ def system_stats(comfy: Host, req: Request) -> Answer:
         "os": os.name,
         "ram_total": pages,
         "ram_free": pages // 2,
-        "comfyui_version": "0.3.64",
+        "comfyui_version": comfy.version,
         "required_frontend_version": "1.27.10",
         "installed_templates_version": "0.1.95",
         "required_templates_version": "0.1.95",
