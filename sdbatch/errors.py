@@ -40,6 +40,19 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def choice_hint(word: str, choices: Iterable[str]) -> str:
+    """`: did you mean 'x'?` for a name close to `word` (case aside first), else `; it has
+    'a', 'b', ...`: what a preflight says of a name the server does not list."""
+    choices = list(dict.fromkeys(choices))
+    folded = {c.casefold(): c for c in choices}
+    close = [folded[word.casefold()]] if word.casefold() in folded else []
+    close = close or difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    if close:
+        return f": did you mean {close[0]!r}?"
+    shown = ", ".join(repr(c) for c in choices[:12])
+    return f"; it has {shown}{', ...' if len(choices) > 12 else ''}"
+
+
 class SdbatchError(Exception):
     """Base class of every error sdbatch reports to its user."""
 

@@ -31,6 +31,7 @@ CHUNK = 256 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 API_HINT = "is the webui running, with --api? --wait N waits for it to come up"
 NO_API_HINT = "the webui has no such API route: was it started with --api?"
+COMFY_HINT = "is ComfyUI running? --wait N waits for it to come up"
 
 
 class AnswerTooLarge(requests.RequestException):
@@ -158,9 +159,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return found
 
 
-def failure(exc: requests.RequestException, timeout: float | None = None) -> str:
-    """What went wrong, in words, with what to do when it is the usual mistake; redacted.
-    `timeout`, when given, is named in the words for a timeout."""
+def failure(
+    exc: requests.RequestException, timeout: float | None = None, *, hint: str = API_HINT
+) -> str:
+    """What went wrong, in words, with what to do when it is the usual mistake (`hint`: what
+    the server kind needs to be reachable); redacted. `timeout`, when given, is named in the
+    words for a timeout."""
     if isinstance(exc, (AnswerTooLarge, AnswerCut, AnswerTooSlow, CrossOriginRedirect)):
         return redact(str(exc))
     chain = _chain(exc)
@@ -168,11 +172,11 @@ def failure(exc: requests.RequestException, timeout: float | None = None) -> str
         return redact(f"TLS error ({_short(chain)}); see server.verify")
     within = "the timeout" if timeout is None else f"{timeout:g} s"
     if isinstance(exc, requests.ConnectTimeout):
-        return f"no connection within {within} ({API_HINT})"
+        return f"no connection within {within} ({hint})"
     if isinstance(exc, requests.Timeout):
         return f"no answer within {within}"
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return f"connection refused ({API_HINT})"
+        return f"connection refused ({hint})"
     if any(isinstance(e, socket.gaierror) for e in chain):
         return redact(f"unknown host ({_short(chain)}); check server.url")
     if isinstance(exc, requests.ConnectionError):

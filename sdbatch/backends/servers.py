@@ -16,9 +16,9 @@ from typing import TypeVar
 
 import requests
 
-from sdbatch.backends.a1111.wait import wait_for_server  # any HTTP answer counts: kind-neutral
 from sdbatch.backends.limits import Limits, limits_for
 from sdbatch.backends.session import check_url, make_session
+from sdbatch.backends.wait import wait_for_server
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from sdbatch.backends.a1111.responses import server_message, summarise
+from sdbatch.backends.a1111.responses import server_message
 from sdbatch.backends.fetch import (
     NO_API_HINT,
     AnswerTooLarge,
@@ -24,6 +24,7 @@ from sdbatch.backends.fetch import (
     failure,
     fetch,
 )
+from sdbatch.backends.redact import summarise
 from sdbatch.errors import ServerError, ServerUnreachableError
 
 REQUIRED = object()  # get_json's `missing` for a route every webui has

@@ -13,9 +13,8 @@ job can send is checked here, and every LoRA, hypernetwork and style (`extranets
 
 from __future__ import annotations
 
-import difflib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +30,7 @@ from sdbatch.backends.a1111.names import (
 )
 from sdbatch.backends.a1111.options import IMAGE_OPTIONS, MASK_OPTIONS, changed_options
 from sdbatch.backends.a1111.translation import API_DEFAULT_SAMPLER, CHECKPOINT_SETTING, Translation
-from sdbatch.errors import JobValidationError, Problem
+from sdbatch.errors import JobValidationError, Problem, choice_hint
 from sdbatch.job.loader import Job
 from sdbatch.job.positions import locate
 from sdbatch.job.schema import json_path
@@ -40,17 +39,6 @@ from sdbatch.job.values import CHECKPOINT, Found, combos, occurrences
 log = logging.getLogger("sdbatch")
 
 __all__ = ["ServerFacts", "Translation", "check_all", "inspect_server", "preflight"]
-
-
-def _hint(word: str, choices: Iterable[str]) -> str:
-    choices = list(dict.fromkeys(choices))
-    folded = {c.casefold(): c for c in choices}
-    close = [folded[word.casefold()]] if word.casefold() in folded else []
-    close = close or difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    if close:
-        return f": did you mean {close[0]!r}?"
-    shown = ", ".join(repr(c) for c in choices[:12])
-    return f"; it has {shown}{', ...' if len(choices) > 12 else ''}"
 
 
 @dataclass
@@ -100,7 +88,7 @@ class _Check:
                 self.samplers[value] = base
                 self.split[value] = label
                 continue
-            hint = _hint(value, facts.sampler_names)
+            hint = choice_hint(value, facts.sampler_names)
             self.problem(found, f"unknown sampler {value!r} on {facts.url}{hint}")
 
     def _split(self, value: str, labels: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -123,7 +111,7 @@ class _Check:
             label = labels.get(found.value)
             if label is None:
                 names = [s.label for s in facts.schedulers]
-                hint = _hint(found.value, names)
+                hint = choice_hint(found.value, names)
                 self.problem(found, f"unknown scheduler {found.value!r} on {facts.url}{hint}")
                 continue
             self.schedulers[found.value] = label
@@ -166,7 +154,7 @@ class _Check:
                 if name is not None:
                     self.combined[(sampler, label)] = name
                     continue
-                hint = _hint(f"{sampler} {label}", self.facts.sampler_names)
+                hint = choice_hint(f"{sampler} {label}", self.facts.sampler_names)
                 self.problem(
                     schedule,
                     f"this webui ({self.facts.url}, no /sdapi/v1/schedulers) has no sampler "
@@ -194,13 +182,15 @@ class _Check:
                 )
                 continue
             names = [n for c in facts.checkpoints for n in (c.title, c.model_name)]
-            self.problem(found, f"unknown checkpoint {value!r} on {facts.url}{_hint(value, names)}")
+            self.problem(
+                found, f"unknown checkpoint {value!r} on {facts.url}{choice_hint(value, names)}"
+            )
 
     def upscaler_names(self) -> None:
         known = (*self.facts.latent_modes, *self.facts.upscalers)
         for found in occurrences(self.job, "hr_upscaler"):
             if isinstance(found.value, str) and found.value not in known:
-                hint = _hint(found.value, known)
+                hint = choice_hint(found.value, known)
                 self.problem(found, f"unknown upscaler {found.value!r} on {self.facts.url}{hint}")
 
     def asked_options(self) -> set[str]:
@@ -247,7 +237,7 @@ class _Check:
         self.scheduler_names()
         self.checkpoint_names()
         self.upscaler_names()
-        self.problems += extranets.check(self.job, self.facts, _hint)
+        self.problems += extranets.check(self.job, self.facts, choice_hint)
         facts = self.facts
         source = source or facts
         pinned = self.pinned(source)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,28 +21,9 @@ from sdbatch.backends.base import DecodeError, GeneratedImage, Response
 from sdbatch.backends.fetch import Answer
 from sdbatch.backends.imagecheck import check_image
 from sdbatch.backends.limits import DEFAULT_MAX_IMAGE_PIXELS
-from sdbatch.backends.redact import redact, scrub
+from sdbatch.backends.redact import SHOWN, redact, scrub, summarise
 
 _PROMPTS = ("Prompt", "Negative prompt")  # in the payload already
-SHOWN = 300  # characters of a server's text that a message may carry
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
-_TAGS = re.compile(r"<[^>]*>")
-
-
-def summarise(content: bytes, fallback: str = "") -> str:
-    """A server's body in one bounded, redacted line: an HTML page by its title, any other
-    text by its first line; never the page itself."""
-    # Redacted before it is cut: a secret cut in two would no longer match.
-    head = content[:65536]
-    title = _TITLE.search(head)
-    if title or head.lstrip()[:1] == b"<":
-        words = title.group(1) if title else b""
-        text = redact(" ".join(_TAGS.sub(" ", words.decode("utf-8", errors="replace")).split()))
-        return "an HTML page" + (f" ({text[:SHOWN]!r})" if text else "")
-    lines = head.decode("utf-8", errors="replace").strip().splitlines()
-    first = redact(" ".join(lines[0].split())) if lines else ""
-    more = " ..." if len(first) > SHOWN or len(lines) > 1 else ""
-    return first[:SHOWN] + more if first else redact(fallback)
 
 
 def _bounded(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from sdbatch.backends.fetch import failure, fetch
+from sdbatch.backends.fetch import COMFY_HINT, failure, fetch
 from sdbatch.errors import ServerError, ServerUnreachableError
 
 
@@ -50,7 +50,9 @@ def _get(session: requests.Session, url: str, timeout: float) -> Any:
     try:
         answer = fetch(session, "GET", url, timeout=timeout)
     except requests.RequestException as exc:
-        raise ServerUnreachableError(f"cannot reach ComfyUI at {url}: {failure(exc)}") from exc
+        raise ServerUnreachableError(
+            f"cannot reach ComfyUI at {url}: {failure(exc, hint=COMFY_HINT)}"
+        ) from exc
     if answer.status_code != 200:
         raise ServerError(f"{url} answered HTTP {answer.status_code}: is this ComfyUI?")
     try:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sdbatch.backends.a1111.responses import summarise
 from sdbatch.backends.fetch import Answer
-from sdbatch.backends.redact import redact
+from sdbatch.backends.redact import redact, summarise
 
 SHOWN = 300
 

@@ -13,13 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdbatch.backends.a1111.preflight import _hint as did_you_mean
 from sdbatch.backends.comfyui.facts import ComfyFacts
 from sdbatch.backends.comfyui.names import CHECKPOINT_SETTING, CLIP_SKIP_SETTING, to_comfy
 from sdbatch.backends.comfyui.translation import Translation
 from sdbatch.backends.comfyui.usergraph import FIELD_OF, UserGraph
 from sdbatch.backends.comfyui.workflowcheck import check_workflow, fields_set
-from sdbatch.errors import JobValidationError, Problem
+from sdbatch.errors import JobValidationError, Problem, choice_hint
 from sdbatch.job.loader import Job
 from sdbatch.job.positions import locate
 from sdbatch.job.prompttags import job_texts, renderings, tags
@@ -68,7 +67,7 @@ class _Check:
     def listed(self, found: Found, value: str, class_type: str, name: str, what: str) -> None:
         choices = self.facts.choices(class_type, name)
         if choices and value not in choices:
-            hint = did_you_mean(value, choices)
+            hint = choice_hint(value, choices)
             shown = f"{found.value!r}" + (f" (sent as {value!r})" if value != found.value else "")
             self.problem(found, f"unknown {what} {shown} on {self.facts.url}{hint}")
 

@@ -33,7 +33,7 @@ from sdbatch.backends.base import Outcome, Response
 from sdbatch.backends.comfyui.history import has_node_errors, rejection, settle, where
 from sdbatch.backends.comfyui.listener import Listener
 from sdbatch.backends.comfyui.translation import Translation, n_iter
-from sdbatch.backends.fetch import Answer, failure, fetch
+from sdbatch.backends.fetch import COMFY_HINT, Answer, failure, fetch
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig
 from sdbatch.plan.expand import PlannedPayload
@@ -107,7 +107,7 @@ class Worker:
                     json={"prompt_id": prompt_id},
                 )
         except requests.RequestException as exc:
-            log.warning("could not stop ComfyUI at %s: %s", self.url, failure(exc))
+            log.warning("could not stop ComfyUI at %s: %s", self.url, failure(exc, hint=COMFY_HINT))
 
     def submit(self, item: PlannedPayload) -> Outcome:
         started = self._clock()
@@ -169,7 +169,7 @@ class Worker:
             except requests.RequestException as exc:
                 if attempt == self.server.retries:
                     raise ServerUnreachableError(
-                        f"ComfyUI at {self.url} is gone: {failure(exc)}"
+                        f"ComfyUI at {self.url} is gone: {failure(exc, hint=COMFY_HINT)}"
                     ) from exc
             time.sleep(_backoff(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -188,7 +188,7 @@ class Worker:
                     if not isinstance(exc, requests.ConnectionError):
                         raise  # cut off every time: the caller words it
                     raise ServerUnreachableError(
-                        f"ComfyUI at {self.url} is gone: {failure(exc)}"
+                        f"ComfyUI at {self.url} is gone: {failure(exc, hint=COMFY_HINT)}"
                     ) from exc
             time.sleep(_backoff(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -230,7 +230,7 @@ class Worker:
             try:
                 answer = self._get("/view", **ref)
             except requests.RequestException as exc:
-                return [], f"could not download {ref['filename']}: {failure(exc)}"
+                return [], f"could not download {ref['filename']}: {failure(exc, hint=COMFY_HINT)}"
             if answer.status_code != 200:
                 return [], f"/view answered HTTP {answer.status_code} for {ref['filename']}"
             files.append({**ref, "data": base64.b64encode(answer.content).decode("ascii")})

@@ -20,10 +20,10 @@ from PIL import Image
 from sdbatch.backends.a1111.attempt import IDLE_POLL, TXT2IMG
 from sdbatch.backends.a1111.oom import OOM_RETRIES, is_out_of_memory, split_batch
 from sdbatch.backends.a1111.responses import decode
-from sdbatch.backends.a1111.wait import wait_for_server
 from sdbatch.backends.a1111.worker import Worker
 from sdbatch.backends.base import GeneratedImage, Outcome
 from sdbatch.backends.session import generation_headers
+from sdbatch.backends.wait import wait_for_server
 from sdbatch.errors import ServerUnreachableError
 from sdbatch.job.loader import ServerConfig, load_job
 from sdbatch.plan.expand import PlannedPayload
@@ -159,7 +159,7 @@ def test_wait_for_server_returns_once_the_webui_is_up() -> None:
         timer.join()
         server.stop()
     assert 1.4 < waited < 5
-    assert lines[0] == f"waiting for the webui at http://127.0.0.1:{port} (0 s so far)"
+    assert lines[0] == f"waiting for the server at http://127.0.0.1:{port} (0 s so far)"
 
 
 def test_any_http_answer_means_the_webui_is_up() -> None:
@@ -182,9 +182,9 @@ def test_wait_for_server_gives_up_and_logs_every_ten_seconds() -> None:
 
     with pytest.raises(ServerUnreachableError) as err:
         wait_for_server(url, 25, sleep=sleep, clock=lambda: now[0], log=lines.append)
-    assert str(err.value) == f"the webui at {url} did not answer within 25 s"
+    assert str(err.value) == f"the server at {url} did not answer within 25 s"
     assert sleeps == [1.0] * 25  # a probe every second, the last one on the deadline
-    assert lines == [f"waiting for the webui at {url} ({s} s so far)" for s in (0, 10, 20)]
+    assert lines == [f"waiting for the server at {url} ({s} s so far)" for s in (0, 10, 20)]
 
 
 # -- timeouts ------------------------------------------------------------------------------
