@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from stophelp import sigint_twice_when
 
 from sdbatch.standin.comfyui import MockComfy
 
@@ -67,15 +68,10 @@ def test_sigint_twice_leaves_the_queue_empty_and_the_server_idle(
     proc, out = start_run(tmp_path, comfy)
     wait_for_rows(out, 1)
     # One prompt runs and one waits behind it at the server (concurrency + 1 in flight).
-    deadline = time.monotonic() + TIMEOUT
-    while not queue(comfy)["queue_pending"]:
-        assert time.monotonic() < deadline, "sdbatch never kept a prompt queued"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 130, err
+    code, err = sigint_twice_when(
+        proc, lambda: bool(queue(comfy)["queue_pending"]), "sdbatch never kept a prompt queued"
+    )
+    assert code == 130, err
     assert "Traceback" not in err
     state = queue(comfy)
     assert state == {"queue_running": [], "queue_pending": []}

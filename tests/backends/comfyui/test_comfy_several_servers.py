@@ -13,7 +13,6 @@ import collections
 import contextlib
 import io
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 
 import requests
 from conftest import CliResult, RunCli
+from stophelp import sigint_twice_when
 
 from sdbatch.backends.base import Outcome, Worker
 from sdbatch.backends.comfyui.connect import BACKEND
@@ -368,19 +368,16 @@ def test_ctrl_c_twice_leaves_every_servers_queue_empty(tmp_path: Path) -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             # Every server runs one of sdbatch's prompts and holds the next in its queue.
-            deadline = time.monotonic() + TIMEOUT
-            while not all(queue(s)["queue_pending"] for s in servers):
-                assert time.monotonic() < deadline, "sdbatch never kept every server busy"
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=TIMEOUT)
+            code, err = sigint_twice_when(
+                proc,
+                lambda: all(queue(s)["queue_pending"] for s in servers),
+                "sdbatch never kept every server busy",
+            )
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate(timeout=TIMEOUT)
-        assert proc.returncode == 130, err
+        assert code == 130, err
         assert "Traceback" not in err
         for server in servers:
             assert queue(server) == {"queue_running": [], "queue_pending": []}, server.url
