@@ -69,6 +69,7 @@ def unique_path(path: Path, exists: Callable[[Path], bool] = _taken) -> Path:
     return candidate
 
 
+ASKED = ("sampler_name", "scheduler")
 # (server url, image) -> the differences {field: [asked, got]}; {} when the image is as asked.
 PostCheck = Callable[[str, GeneratedImage], Mapping[str, list[Any]]]
 # The server kind's reading of one answer (`Connection.decode`); raises DecodeError.
@@ -290,6 +291,9 @@ class Writer:
         item = outcome.item
         fields = {
             **item.cell,  # for checkpoint and vae by their short names; the payload wins
+            # The plan's fields, then the request's: a ComfyUI request is a graph of node ids,
+            # and `{steps}` in a file name means the job's steps on either kind of server.
+            **item.payload,
             **image.payload,
             **item.vars,
             "index": item.first_image + image.image_index,
@@ -323,6 +327,9 @@ class Writer:
             "height": height,
             # What the server says it used: sampler, scheduler, model, version.
             **{name: image.used.get(name) for name in USED_FIELDS},
+            # ... and the names the job asked for, which a server kind may spell otherwise
+            # (ComfyUI's dpmpp_2m + karras for "DPM++ 2M" + "Karras").
+            "asked": {k: item.payload[k] for k in ASKED if k in item.payload} or None,
             **self._base_row(outcome),
             "payload": dict(image.payload),
             "error": None,

@@ -341,3 +341,19 @@ def test_once_the_socket_misses_a_prompts_end_the_history_is_polled_faster(
     comfy.inject(ws_mute=True)
     run_cli("run", str(write_job(tmp_path, comfy, CATS)), "--out", str(tmp_path / "b"))
     assert POLL_DEAF in waits and waits[-1] == POLL_DEAF
+
+
+def test_file_names_take_the_jobs_fields_and_rows_keep_the_names_asked(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    # The request is a graph of node ids: `{steps}` is the job's steps all the same.
+    body = CATS + 'output: {filename: "{steps}-{sampler_name}-{cfg_scale}-{seed}"}\n'
+    body = body.replace("  steps: 2\n", "  steps: 2\n  cfg_scale: 5.5\n")
+    out = tmp_path / "out"
+    run_cli("run", str(write_job(tmp_path, comfy, body)), "--out", str(out))
+    done = rows(out)
+    assert len(done) == 8
+    for row in done:
+        assert row["file"].startswith(f"2-DPM++ 2M-5.5-{row['seed']}")
+        assert row["asked"] == {"sampler_name": "DPM++ 2M", "scheduler": "Karras"}
+        assert (row["sampler_name"], row["scheduler"]) == ("dpmpp_2m", "karras")  # as sent
