@@ -82,6 +82,10 @@ class GeneratedImage:
     used: Mapping[str, Any] = field(default_factory=dict)
     # (width, height) as found when the backend decoded the whole image (`imagecheck`).
     checked_size: tuple[int, int] | None = field(default=None, compare=False)
+    # Whether `payload` names the plan's fields (A1111's request does). A ComfyUI request is a
+    # graph of node ids: its rows carry the plan's payload too, as `planned`, for the readers
+    # (sheets, gallery) that look fields up by name.
+    keeps_fields: bool = True
 
     @functools.cached_property
     def size(self) -> tuple[int, int]:

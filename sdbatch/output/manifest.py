@@ -3,7 +3,8 @@
 Entry point: `read_records(out_dir) -> list[Record]`: the rows still in force, in plan order.
 Only the manifest is read, never the server, so this works on a copied or half-finished dir.
 
-A record's plan fields (`Record.fields`) are looked up in the order `vars`, `cell`, `payload`,
+A record's plan fields (`Record.fields`) are looked up in the order `vars`, `cell`, `payload`
+(`planned` where the payload sent is not by field names: a ComfyUI graph),
 then what the server reported (`sampler_name`, `scheduler`, `sd_model_name`, `width`, `height`),
 with `seed` the seed the server used. Rows written before `vars`/`template` existed read fine.
 """
@@ -126,7 +127,8 @@ def _record(
             status, file, error = "failed", None, f"not shown: {exc}"
             if rejected is not None:
                 rejected(row, str(exc))
-    payload = row.get("payload")
+    # A ComfyUI row's payload is the graph sent; the plan's fields are its `planned`.
+    payload = row.get("planned") if isinstance(row.get("planned"), dict) else row.get("payload")
     payload = payload if isinstance(payload, dict) else {}
     vars_, cell = _mapping(row.get("vars")), _mapping(row.get("cell"))
     # A failed row has no top-level seed: the payload's is the one it would have used.

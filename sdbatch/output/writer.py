@@ -332,6 +332,7 @@ class Writer:
             "asked": {k: item.payload[k] for k in ASKED if k in item.payload} or None,
             **self._base_row(outcome),
             "payload": dict(image.payload),
+            **({} if image.keeps_fields else {"planned": dict(item.payload)}),
             "error": None,
             "mismatch": mismatch or None,
         }

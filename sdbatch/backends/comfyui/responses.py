@@ -75,7 +75,9 @@ def decode(
             "asked_size": asked,
         }
         images.append(
-            GeneratedImage(response.first_image + i, data, seed, graph, info, None, used, size)
+            GeneratedImage(
+                response.first_image + i, data, seed, graph, info, None, used, size, False
+            )
         )
     return images
 

@@ -308,3 +308,24 @@ grid: {Second pass.cfg: [4, 5]}
         assert first["cfg"] == 6.0 and second["cfg"] in (4, 5)
         assert row["payload"]["2"]["inputs"]["text"] == "a cat"
     assert sorted(r["payload"]["8"]["inputs"]["cfg"] for r in done) == [4, 5]
+
+
+def test_sheets_and_gallery_read_the_plans_fields_not_the_graphs_node_ids(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    body = """prompts: ["a lighthouse", "a barn"]
+seeds: [7]
+grid: {"Sampler.steps": [1, 2], "Canvas.width": [64, 96]}
+sheet: {x: Sampler.steps, y: Canvas.width}
+"""
+    out = tmp_path / "out"
+    run_cli("run", str(write(tmp_path, comfy, body, WORKFLOW)), "--out", str(out))
+    done = rows(out)
+    assert all(r["planned"]["prompt"] == r["payload"]["2"]["inputs"]["text"] for r in done)
+    # One sheet per prompt (the prompt varies, and is no axis), named by it.
+    sheets = sorted(p.name for p in (out / "sheets").rglob("*.png"))
+    assert sheets == ["sheet-all-a_barn.png", "sheet-all-a_lighthouse.png"], sheets
+    with Image.open(next((out / "sheets").rglob("sheet-all-a_barn.png"))) as sheet:
+        assert sheet.width > 2 * 96  # two columns of pictures, not one per node dict
+    page = (out / "index.html").read_text()
+    assert "class_type" not in page and "<dt>prompt</dt>" in page
