@@ -16,7 +16,9 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -359,8 +361,24 @@ def _traceback_anywhere(argv: list[str]) -> tuple[list[str], bool]:
     return [a for i, a in enumerate(argv) if not (i < cut and a == "--traceback")], wanted
 
 
+def _stopping() -> None:
+    """The process is on its way out (Ctrl-C, or done): a further Ctrl-C must not kill it
+    half-way through its last words with a traceback or a signal exit instead of its code."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """Run one command; return its exit code. The only place errors become exit codes."""
+    own_process = argv is None  # the sdbatch process itself, not a caller's in-process use
+    try:
+        return _main(argv, console)
+    finally:
+        if own_process:
+            _stopping()
+
+
+def _main(argv: Sequence[str] | None, console: Console | None) -> int:
     words, traceback = _traceback_anywhere(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(build_parser(), words)
     args.traceback = traceback or args.traceback
@@ -396,6 +414,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             console.error(str(exc))
             return exc.exit_code
         except KeyboardInterrupt:
+            if argv is None:
+                _stopping()
             if args.traceback:
                 raise
             console.notice("interrupted (Ctrl-C)")

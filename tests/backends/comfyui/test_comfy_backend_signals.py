@@ -120,3 +120,18 @@ def test_sdbatch_mock_comfyui_serves_a_stand_in(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0
+
+
+def test_ctrl_c_twice_as_a_run_ends_still_exits_130_not_by_the_signal(tmp_path: Path) -> None:
+    # A fast server: the two Ctrl-C often land after the run's own stop handler is gone, in
+    # the report or at interpreter exit, where a second one killed the process (exit -2).
+    codes = []
+    with MockComfy(step_delay=0, seed=3) as fast:
+        for i in range(6):
+            (tmp_path / str(i)).mkdir()
+            proc, out = start_run(tmp_path / str(i), fast)
+            wait_for_rows(out, 1)
+            code, err = sigint_twice_when(proc, lambda: True, "")
+            assert "Traceback" not in err
+            codes.append(code)
+    assert codes == [130] * 6
