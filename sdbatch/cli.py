@@ -16,9 +16,7 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -364,6 +362,9 @@ def _traceback_anywhere(argv: list[str]) -> tuple[list[str], bool]:
 def _stopping() -> None:
     """The process is on its way out (Ctrl-C, or done): a further Ctrl-C must not kill it
     half-way through its last words with a traceback or a signal exit instead of its code."""
+    import signal  # here: `sdbatch --help` should not pay for what only a run needs
+    import threading
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
