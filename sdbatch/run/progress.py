@@ -114,6 +114,7 @@ class Progress:
         self.done = 0
         self.failed_rows: list[Mapping[str, Any]] = []
         self.server_version: str | None = None
+        self.versions: dict[str, str] = {}  # server -> its version, as its images say
         self.mismatched_rows: list[Mapping[str, Any]] = []
         self.per_server: collections.Counter[str] = collections.Counter()
         self._clock = clock
@@ -139,6 +140,8 @@ class Progress:
         self.done += 1
         self.server_version = row.get("server_version") or self.server_version
         self.per_server[row.get("server") or "?"] += 1
+        if row.get("server_version"):
+            self.versions[row.get("server") or "?"] = str(row["server_version"])
         if row["status"] == "mismatch":
             self.mismatched_rows.append(row)
             words = _words(row)

@@ -36,6 +36,7 @@ class RunResult:
     failed: list[dict[str, Any]] = field(default_factory=list)  # one row per failed payload
     elapsed: float = 0.0
     server_version: str | None = None
+    server_versions: dict[str, str] = field(default_factory=dict)  # several servers, each's
     signal: int | None = None  # the signal that stopped the run early
     error: SdbatchError | None = None  # what aborted the run
     mismatched: list[dict[str, Any]] = field(default_factory=list)  # made otherwise than asked
@@ -90,6 +91,7 @@ class RunResult:
             "images_per_minute": round(self.saved / self.elapsed * 60, 2) if self.elapsed else 0,
             "wall_time": round(self.elapsed, 3),
             "server_version": self.server_version,
+            "server_versions": self.server_versions,
             "signal": signal.Signals(self.signal).name if self.signal else None,
             "hard_stop": self.hard_stop,
             "error": str(self.error) if self.error else None,

@@ -178,6 +178,7 @@ def run_plan(
     result.model_switches = sum(w.model_switches for w in workers)
     result.elapsed = progress.elapsed
     result.server_version = progress.server_version
+    result.server_versions = dict(progress.versions)
     return result
 
 

@@ -155,6 +155,7 @@ def test_each_row_has_the_comfyui_version_of_the_server_that_made_it(
     assert {r["server"] for r in done} == set(versions)  # both made images
     for row in done:
         assert row["server_version"] == versions[row["server"]]
+    assert summary(out)["server_versions"] == versions  # and the summary, per server
     # Preflight says which server is which.
     assert all(f"{url} (ComfyUI {v})" in result.err for url, v in versions.items())
 
