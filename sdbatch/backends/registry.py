@@ -52,24 +52,27 @@ class Detect:
         preflight: bool,
         environ: Mapping[str, str],
     ) -> Connection:
-        from sdbatch.backends.comfyui.facts import is_comfyui
+        from sdbatch.backends.comfyui.facts import server_kind
         from sdbatch.backends.servers import open_servers
 
         opened = open_servers(job.server, auth=auth, environ=environ)
         timeout = min(job.server.timeout, DETECT_TIMEOUT)
-        kinds = {
-            url: "comfyui" if is_comfyui(url, session, timeout=timeout) else "a1111"
+        asked = {
+            url: server_kind(url, session, timeout=timeout)
             for url, session in opened.sessions.items()
         }
         for session in opened.sessions.values():
             session.close()
+        # One that does not answer is left to the backend (it leaves such a server out, or
+        # says none can be reached); with no answer at all, A1111's messages are the ones.
+        kinds = {url: kind for url, kind in asked.items() if kind is not None}
         if len(set(kinds.values())) > 1:
             listed = ", ".join(f"{url} ({kind})" for url, kind in kinds.items())
             raise UsageError(
                 f"the job's servers are of two kinds: {listed}; one run uses one kind "
                 "(set server.type to say which)"
             )
-        kind = next(iter(kinds.values()))
+        kind = next(iter(kinds.values()), "a1111")
         # Waited for already: the backend's own open_servers need not wait again.
         server = dataclasses.replace(job.server, type=kind, wait=0)
         return _backend(kind).connect(

@@ -2,7 +2,7 @@
 
 Entry point: `inspect_server(url, session, timeout=...) -> ComfyFacts`, from GET /system_stats
 (`system.comfyui_version`) and GET /object_info (every node class; a list-valued input is
-`[[choices...], {...}]`, a number `["INT"|"FLOAT", {min, max, ...}]`). Also `is_comfyui`, the
+`[[choices...], {...}]`, a number `["INT"|"FLOAT", {min, max, ...}]`). Also `server_kind`, the
 probe the registry uses when the job names no server type.
 """
 
@@ -72,11 +72,17 @@ def inspect_server(url: str, session: requests.Session, *, timeout: float = 30) 
     return ComfyFacts(url, version, classes)
 
 
-def is_comfyui(url: str, session: requests.Session, *, timeout: float = 10) -> bool:
-    """Does `url` answer /system_stats as ComfyUI does? (A1111 answers 404 there.)"""
+def server_kind(url: str, session: requests.Session, *, timeout: float = 10) -> str | None:
+    """ "comfyui" when `url` answers /system_stats as ComfyUI does (A1111 answers 404 there),
+    "a1111" for any other answer, None when there is no answer at all (down, or too slow):
+    a server that cannot be asked tells nothing of its kind."""
     try:
         answer = fetch(session, "GET", url.rstrip("/") + "/system_stats", timeout=timeout)
+    except requests.RequestException:
+        return None
+    try:
         body = answer.json() if answer.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return False
-    return isinstance(body, Mapping) and isinstance(body.get("system"), Mapping)
+    except ValueError:
+        body = None
+    comfy = isinstance(body, Mapping) and isinstance(body.get("system"), Mapping)
+    return "comfyui" if comfy else "a1111"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -357,3 +358,17 @@ def test_file_names_take_the_jobs_fields_and_rows_keep_the_names_asked(
         assert row["file"].startswith(f"2-DPM++ 2M-5.5-{row['seed']}")
         assert row["asked"] == {"sampler_name": "DPM++ 2M", "scheduler": "Karras"}
         assert (row["sampler_name"], row["scheduler"]) == ("dpmpp_2m", "karras")  # as sent
+
+
+def test_a_server_that_is_down_tells_no_kind_and_is_left_out(
+    comfy: MockComfy, tmp_path: Path, run_cli: RunCli
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    job = untyped_job(tmp_path, comfy.url)
+    out = tmp_path / "out"
+    result = run_cli("run", str(job), "--server", comfy.url, "--server", down, "--out", str(out))
+    assert "two kinds" not in result.err and down in result.err  # left out, and said so
+    (row,) = rows(out)
+    assert row["status"] == "ok" and row["server"] == comfy.url
