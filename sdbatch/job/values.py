@@ -1,10 +1,10 @@
 """The values a job will send for a few fields, with where the job file writes each one.
 
 Entry point: `occurrences(job, field) -> list[Found]`, and `combos(job, fields)` for the
-values that travel together in one payload. Both read the job's sections (defaults, prompt
-mappings, grid, zip), never the plan: a plan may hold 10^6 payloads, the sections a handful of
-values. A value that an `exclude:` entry naming only that field removes is never sent, so it
-is left out.
+values that travel together in one payload; `fields_set(job)` lists every key the job sets.
+They read the job's sections (defaults, prompt mappings, grid, zip), never the plan: a plan may
+hold 10^6 payloads, the sections a handful of values. A value that an `exclude:` entry naming
+only that field removes is never sent, so it is left out.
 """
 
 from __future__ import annotations
@@ -116,3 +116,21 @@ def combos(job: Job, fields: Sequence[str]) -> Iterator[Choice]:
             if key not in seen:
                 seen.add(key)
                 yield choice
+
+
+def fields_set(job: Job) -> Iterator[tuple[Path, str]]:
+    """(path, key) of every field the job sets: in defaults, a prompt, grid or zip, and each
+    setting under override_settings (path ending in "override_settings")."""
+    layers: list[tuple[Path, Mapping[str, Any]]] = [(("defaults",), job.defaults)]
+    layers += [(("prompts", i), p.fields) for i, p in enumerate(job.prompts)]
+    for path, layer in layers:
+        for key, value in layer.items():
+            yield path, key
+            if key == "override_settings" and isinstance(value, Mapping):
+                yield from (((*path, key), name) for name in value)
+    for section, axes in (("grid", job.grid), ("zip", job.zip)):
+        for key, values in axes:
+            yield (section,), key
+            for k, value in enumerate(values if key == "override_settings" else ()):
+                if isinstance(value, Mapping):
+                    yield from (((section, key, k), name) for name in value)

@@ -52,6 +52,17 @@ _SINGLE: Mapping[str, tuple[str, str]] = {
     "clip_skip": ("CLIPSetLastLayer", "stop_at_clip_layer"),
 }
 STANDARD_FIELDS = (*_SAMPLER_INPUTS, *_FED, *_SINGLE)
+# How a job spells each standard field: a key (of defaults, a prompt, grid, zip, and so of a
+# planned payload) ...
+FIELD_OF_KEY: Mapping[str, str] = {
+    **{name: name for name in STANDARD_FIELDS if name not in ("denoise", "clip_skip")},
+    "denoising_strength": "denoise",
+}
+# ... or a setting under override_settings.
+FIELD_OF_SETTING: Mapping[str, str] = {
+    "sd_model_checkpoint": "checkpoint",
+    "CLIP_stop_at_last_layers": "clip_skip",
+}
 # Inputs a conditioning or latent passes through on its way to the sampler (ControlNet apply,
 # conditioning edits, latent upscales): followed when the node linked is not the one sought.
 _THROUGH = ("conditioning", "positive", "negative", "samples", "latent", "latent_image")

@@ -25,7 +25,8 @@ from sdbatch.errors import Problem
 from sdbatch.job.safeload import ReadError
 from sdbatch.job.schema import Positions
 from sdbatch.job.workflow import (
-    STANDARD_FIELDS,
+    FIELD_OF_KEY,
+    FIELD_OF_SETTING,
     AddressError,
     Workflow,
     describe,
@@ -35,9 +36,6 @@ from sdbatch.job.workflow import (
 from sdbatch.job.workflowfile import WorkflowFileError, read_workflow
 
 ALWAYS_SET = ("prompt", "seed")  # every payload carries them
-# Job spellings of standard fields: a key of a layer, or a setting under override_settings.
-_KEYS = {"checkpoint": "checkpoint", "denoising_strength": "denoise"}
-_SETTINGS = {"sd_model_checkpoint": "checkpoint", "CLIP_stop_at_last_layers": "clip_skip"}
 _WHERE = {
     "prompt": "the prompts of prompts: go there",
     "seed": "sdbatch sets the seed there from seeds:",
@@ -136,16 +134,15 @@ def _standard_fields(data: Mapping[str, Any]) -> dict[str, Path_]:
     found: dict[str, Path_] = dict.fromkeys(ALWAYS_SET, ("workflow",))
     for path, layer in _layers(data):
         for key, value in layer.items():
-            name = _KEYS.get(key, key)
-            if name in STANDARD_FIELDS:
-                found.setdefault(name, (*path, key))
+            if key in FIELD_OF_KEY:
+                found.setdefault(FIELD_OF_KEY[key], (*path, key))
             if key != "override_settings":
                 continue
             settings = [value] if path[0] in ("defaults", "prompts") else value
             for item in settings if isinstance(settings, list) else ():
                 for setting in _dict(item):
-                    if setting in _SETTINGS:
-                        found.setdefault(_SETTINGS[setting], (*path, key))
+                    if setting in FIELD_OF_SETTING:
+                        found.setdefault(FIELD_OF_SETTING[setting], (*path, key))
     return found
 
 

@@ -9,6 +9,7 @@ would only refuse each prompt on its own, one at a time, mid-run.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,13 +18,13 @@ from sdbatch.backends.comfyui.facts import ComfyFacts
 from sdbatch.backends.comfyui.names import CHECKPOINT_SETTING, CLIP_SKIP_SETTING, to_comfy
 from sdbatch.backends.comfyui.translation import Translation
 from sdbatch.backends.comfyui.usergraph import FIELD_OF, UserGraph
-from sdbatch.backends.comfyui.workflowcheck import check_workflow, fields_set
+from sdbatch.backends.comfyui.workflowcheck import check_workflow
 from sdbatch.errors import JobValidationError, Problem, choice_hint
 from sdbatch.job.loader import Job
 from sdbatch.job.positions import locate
 from sdbatch.job.prompttags import job_texts, renderings, tags
 from sdbatch.job.schema import json_path
-from sdbatch.job.values import CHECKPOINT, Found, occurrences
+from sdbatch.job.values import CHECKPOINT, Found, fields_set, occurrences
 from sdbatch.job.workflow import is_address
 
 # The built-in graph's node classes (translation.Translation.graph); CLIPSetLastLayer only
@@ -58,6 +59,11 @@ class _Check:
     facts: ComfyFacts
     problems: list[Problem] = field(default_factory=list)
 
+    @functools.cached_property
+    def user(self) -> UserGraph | None:
+        """The job's workflow with its bindings found, once for every check of it."""
+        return UserGraph(self.job.workflow, (), ()) if self.job.workflow else None
+
     def problem(self, found: Found | None, message: str) -> None:
         path = found.path if found else ()
         line, col = locate(self.job.positions, path) if found else (0, 0)
@@ -74,14 +80,13 @@ class _Check:
     def numbers(self) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
         """NUMBERS as (field, class, input, convert), moved to every node a workflow binds
         each field to."""
-        if self.job.workflow is None:
+        if self.user is None:
             return [(k, *v) for k, v in NUMBERS.items() if k != "denoising_strength"]
-        user = UserGraph(self.job.workflow, (), ())
-        graph = self.job.workflow.graph
+        graph = self.user.workflow.graph
         return [
             (key, str(graph[node]["class_type"]), name, convert)
             for key, (_, _, convert) in NUMBERS.items()
-            for node, name in user.targets.get(FIELD_OF[key], ())
+            for node, name in self.user.targets.get(FIELD_OF[key], ())
         ]
 
     def unsupported(self) -> None:
@@ -120,8 +125,8 @@ class _Check:
     def run(self) -> Translation:
         url = self.facts.url
         self.unsupported()
-        if self.job.workflow is not None:
-            check_workflow(self.job, self.facts, self.problem)
+        if self.user is not None:
+            check_workflow(self.job, self.user, self.facts, self.problem)
         for class_type in BUILT_IN if self.job.workflow is None else ():
             if class_type not in self.facts.classes:
                 self.problem(None, f"{url} has no node class {class_type!r}")

@@ -22,6 +22,8 @@ from typing import Any
 
 from sdbatch.backends.comfyui.names import CHECKPOINT_SETTING, CLIP_SKIP_SETTING, setting, to_comfy
 from sdbatch.job.workflow import (
+    FIELD_OF_KEY,
+    FIELD_OF_SETTING,
     STANDARD_FIELDS,
     AddressError,
     Workflow,
@@ -31,28 +33,14 @@ from sdbatch.job.workflow import (
 
 SAVE_CLASS = "SaveImage"
 PREFIX = "filename_prefix"
-# Payload keys of the standard fields (A1111 spelling) -> the job side's field names; the two
-# settings under override_settings are read by `setting` in translation.py.
-PAYLOAD_FIELDS = {
-    "prompt": "prompt",
-    "negative_prompt": "negative_prompt",
-    "steps": "steps",
-    "cfg_scale": "cfg_scale",
-    "width": "width",
-    "height": "height",
-    "batch_size": "batch_size",
-    "denoising_strength": "denoise",
-}
-
 # Every job spelling of a standard field (a payload key or a setting) -> the field.
-FIELD_OF = {
-    **PAYLOAD_FIELDS,
-    "seed": "seed",
-    "sampler_name": "sampler_name",
-    "scheduler": "scheduler",
-    "checkpoint": "checkpoint",
-    CHECKPOINT_SETTING: "checkpoint",
-    CLIP_SKIP_SETTING: "clip_skip",
+FIELD_OF = {**FIELD_OF_KEY, **FIELD_OF_SETTING}
+# The payload keys whose value goes into the graph as it is; the seed (+ n_iter), the sampler
+# names (mapped), the checkpoint and clip skip (settings) are put in by `_values` itself.
+PAYLOAD_FIELDS = {
+    key: name
+    for key, name in FIELD_OF_KEY.items()
+    if name not in ("seed", "sampler_name", "scheduler", "checkpoint")
 }
 
 

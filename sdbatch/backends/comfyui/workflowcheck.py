@@ -1,6 +1,6 @@
 """The user's workflow checked against what a ComfyUI server offers, before anything is queued.
 
-Entry point: `check_workflow(job, facts, problem)`, called by preflight for a job with
+Entry point: `check_workflow(job, user_graph, facts, problem)`, called by preflight for a job with
 `workflow:`; each problem goes to `problem(found_or_None, message)`, which places it at the job
 key that sets the value, or at `workflow:` for the workflow's own values. What ComfyUI would do
 otherwise, once per prompt, mid-run: refuse an unknown node class or a value outside a list or
@@ -22,8 +22,8 @@ from sdbatch.backends.comfyui.facts import ComfyFacts
 from sdbatch.backends.comfyui.usergraph import FIELD_OF, PREFIX, SAVE_CLASS, UserGraph, save_nodes
 from sdbatch.errors import did_you_mean
 from sdbatch.job.loader import Job
-from sdbatch.job.values import Found, occurrences
-from sdbatch.job.workflow import AddressError, describe, is_address, resolve_address
+from sdbatch.job.values import Found, fields_set, occurrences
+from sdbatch.job.workflow import AddressError, describe, is_address
 
 Report = Callable[[Found | None, str], None]
 AT_WORKFLOW = Found("workflow", None, ("workflow",))  # the workflow's own values: its job key
@@ -72,30 +72,11 @@ def _inputs_of(facts: ComfyFacts, class_type: str) -> tuple[list[str], list[str]
     return groups["required"], [n for names in groups.values() for n in names]
 
 
-def fields_set(job: Job) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """(path, key) of every field the job sets: in defaults, a prompt, grid or zip, and each
-    setting under override_settings (path ending in "override_settings")."""
-    layers: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = [(("defaults",), job.defaults)]
-    layers += [(("prompts", i), p.fields) for i, p in enumerate(job.prompts)]
-    for path, layer in layers:
-        for key, value in layer.items():
-            yield path, key
-            if key == "override_settings" and isinstance(value, Mapping):
-                yield from (((*path, key), name) for name in value)
-    for section, axes in (("grid", job.grid), ("zip", job.zip)):
-        for key, values in axes:
-            yield (section,), key
-            for k, value in enumerate(values if key == "override_settings" else ()):
-                if isinstance(value, Mapping):
-                    yield from (((section, key, k), name) for name in value)
-
-
 def _set_everywhere(job: Job, user: UserGraph) -> set[tuple[str, str]]:
     """The (node, input)s every payload sets (from defaults, grid or zip; the prompt and the
     seed always): the workflow's own value there is never sent, so it is not checked."""
-    keys = [*job.defaults, *(name for name, _ in (*job.grid, *job.zip))]
-    settings = job.defaults.get("override_settings")
-    keys += list(settings) if isinstance(settings, Mapping) else []
+    everywhere = [("defaults",), ("grid",), ("zip",), ("defaults", "override_settings")]
+    keys = [key for path, key in fields_set(job) if path in everywhere]
     fields = {"prompt", "seed", *(FIELD_OF[k] for k in keys if k in FIELD_OF)}
     targets = {place for f in fields for place in user.targets.get(f, ())}
     for key in filter(is_address, keys):
@@ -134,8 +115,8 @@ def _nodes(job: Job, facts: ComfyFacts, report: Report) -> Iterator[tuple[str, s
                 yield node_id, class_type, name, value
 
 
-def check_workflow(job: Job, facts: ComfyFacts, report: Report) -> None:
-    graph = job.workflow.graph if job.workflow else {}
+def check_workflow(job: Job, user: UserGraph, facts: ComfyFacts, report: Report) -> None:
+    graph = user.workflow.graph
     saves = save_nodes(graph)
     if len(saves) != 1:
         listed = ", ".join(describe(graph, i) for i in saves) or "none"
@@ -144,8 +125,7 @@ def check_workflow(job: Job, facts: ComfyFacts, report: Report) -> None:
             f"the workflow needs exactly one {SAVE_CLASS} node, whose images are the "
             f"job's (found: {listed}); make the others PreviewImage nodes",
         )
-    user = UserGraph(job.workflow, (), ()) if job.workflow else None
-    skipped = (_set_everywhere(job, user) if user else set()) | {(i, PREFIX) for i in saves}
+    skipped = _set_everywhere(job, user) | {(i, PREFIX) for i in saves}
     for node_id, class_type, name, value in _nodes(job, facts, report):
         spec = facts.spec(class_type, name)
         if (node_id, name) in skipped or spec is None:
@@ -154,13 +134,9 @@ def check_workflow(job: Job, facts: ComfyFacts, report: Report) -> None:
         if problem:
             where = f"{name_of(job)} node {describe(graph, node_id)} input {name!r}"
             report(AT_WORKFLOW, f"{where}: {problem} on {facts.url}")
-    addresses = {
-        k for k in (*job.defaults, *(n for n, _ in (*job.grid, *job.zip))) if is_address(k)
-    }
-    addresses |= {k for p in job.prompts for k in p.fields if is_address(k)}
-    for key in sorted(addresses):
+    for key in sorted({key for _, key in fields_set(job) if is_address(key)}):
         try:
-            node_id, name = resolve_address(graph, key)
+            node_id, name = user.address(key)
         except AddressError:
             continue  # the loader has said so already
         class_type = str(graph[node_id].get("class_type"))

@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,14 +142,22 @@ def get_queue(comfy: Host, req: Request) -> Answer:
     return as_json(comfy.queue.snapshot())
 
 
-def post_queue(comfy: Host, req: Request) -> Answer:
+def _clear_or_delete(
+    req: Request, clear: Callable[[], None], delete: Callable[[Iterable[str]], None]
+) -> Answer:
+    """POST /queue and POST /history take the same body: {"clear": true} and/or
+    {"delete": [prompt ids]}; anything else is ignored, with a 200, as the real server does."""
     body = _body(req)
     if isinstance(body, dict):
         if body.get("clear"):
-            comfy.queue.clear()
+            clear()
         if isinstance(body.get("delete"), list):
-            comfy.queue.delete(str(i) for i in body["delete"])
+            delete(str(i) for i in body["delete"])
     return Answer(200)
+
+
+def post_queue(comfy: Host, req: Request) -> Answer:
+    return _clear_or_delete(req, comfy.queue.clear, comfy.queue.delete)
 
 
 def interrupt(comfy: Host, req: Request) -> Answer:
@@ -179,13 +187,7 @@ def get_history(comfy: Host, req: Request) -> Answer:
 
 
 def post_history(comfy: Host, req: Request) -> Answer:
-    body = _body(req)
-    if isinstance(body, dict):
-        if body.get("clear"):
-            comfy.queue.clear_history()
-        if isinstance(body.get("delete"), list):
-            comfy.queue.delete_history(str(i) for i in body["delete"])
-    return Answer(200)
+    return _clear_or_delete(req, comfy.queue.clear_history, comfy.queue.delete_history)
 
 
 def view(comfy: Host, req: Request) -> Answer:
