@@ -1,8 +1,8 @@
 """HTTP plumbing: a threading stdlib server, one handler thread per connection (keep-alive).
 
 Answers are compact JSON like starlette's JSONResponse, gzipped as the webui's GZipMiddleware
-does it. The server tracks its open connections so `stop()` can cut idle keep-alive and hung
-ones instead of waiting for clients.
+does it. The server tracks its open connections (`standin.httpbase`, shared with the ComfyUI
+stand-in) so `stop()` can cut idle keep-alive and hung ones instead of waiting for clients.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import json
 import logging
 import socket
 import struct
-import sys
-import threading
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,6 +28,7 @@ from sdbatch.standin.a1111.errors import (
 from sdbatch.standin.a1111.host import Host
 from sdbatch.standin.a1111.records import LoggedRequest
 from sdbatch.standin.a1111.tamper import RawAnswer, route_answer
+from sdbatch.standin.httpbase import TrackedHandler, TrackingServer
 
 log = logging.getLogger("sdbatch.standin.a1111")
 
@@ -47,74 +45,15 @@ def gzip_wanted(accept_encoding: str | None, size: int) -> bool:
     return size >= GZIP_MINIMUM_SIZE and "gzip" in (accept_encoding or "")
 
 
-class MockHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # a hung handler must never keep the process alive
-    block_on_close = False
-    request_queue_size = 128  # benchmarks open many connections at once
-
+class MockHTTPServer(TrackingServer):
     def __init__(self, address: tuple[str, int], webui: Host) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.webui = webui
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, conn: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(conn)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-answer (its size limit or deadline hit) is no server
-        error worth a traceback on stderr."""
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            log.debug("stand-in webui: %s went away", client_address)
-            return
-        super().handle_error(request, client_address)
-
-    def drop_connections(self) -> None:
-        """Wake every handler blocked on a keep-alive read by shutting its socket down."""
-        with self._connections_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn does
+class Handler(TrackedHandler):
     server_version = "uvicorn"
     server: MockHTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without NODELAY, Nagle plus the client's
-        # delayed ACK adds ~40 ms to every keep-alive answer (uvicorn sets it too).
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
 
     def do_PUT(self) -> None:
         self._handle()

@@ -100,13 +100,7 @@ class MockWebui(Observation):
             httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"mockwebui:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = httpd.serve_in_thread(f"mockwebui:{self.port}")
         return self
 
     def stop(self) -> None:
@@ -115,9 +109,7 @@ class MockWebui(Observation):
             return
         self.stopping.set()
         self.state.shut_down()
-        self._httpd.shutdown()
-        self._httpd.drop_connections()
-        self._httpd.server_close()
+        self._httpd.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None

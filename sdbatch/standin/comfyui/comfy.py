@@ -75,18 +75,11 @@ class MockComfy:
         self.saver.ensure_example()
         self._httpd = ComfyHTTPServer((self.host, self.port), self)
         self.port = self._httpd.server_address[1]
-        serve = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"mockcomfy:{self.port}",
-            daemon=True,
-        )
         worker = threading.Thread(
             target=self.worker.work, name=f"mockcomfy-worker:{self.port}", daemon=True
         )
-        self._threads = [serve, worker]
-        for thread in self._threads:
-            thread.start()
+        worker.start()
+        self._threads = [self._httpd.serve_in_thread(f"mockcomfy:{self.port}"), worker]
         return self
 
     def stop(self) -> None:
@@ -97,8 +90,7 @@ class MockComfy:
         # gone, would never have written to its history.
         self._httpd.shutdown()
         self.hub.close_all()
-        self._httpd.drop_connections()
-        self._httpd.server_close()
+        self._httpd.close()
         self.queue.close()
         self.worker.stop()
         for thread in self._threads:

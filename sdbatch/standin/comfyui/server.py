@@ -8,74 +8,28 @@ so no handler thread outlives the server.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sdbatch.standin.comfyui import control, routes
 from sdbatch.standin.comfyui.host import Host
 from sdbatch.standin.comfyui.records import LoggedRequest
 from sdbatch.standin.comfyui.ws import Socket
+from sdbatch.standin.httpbase import TrackedHandler, TrackingServer
 
 log = logging.getLogger("sdbatch.standin.comfyui")
 
 
-class ComfyHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # a hung handler must never keep the process alive
-    block_on_close = False
-    request_queue_size = 128
-
+class ComfyHTTPServer(TrackingServer):
     def __init__(self, address: tuple[str, int], comfy: Host) -> None:
         super().__init__(address, Handler)
         self.comfy = comfy
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    def track(self, conn: socket.socket, add: bool) -> None:
-        with self._lock:
-            (self._connections.add if add else self._connections.discard)(conn)
-
-    def drop_connections(self) -> None:
-        with self._lock:
-            conns = list(self._connections)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(TrackedHandler):
     server_version = "Python/3 aiohttp/3 (sdbatch stand-in)"
     server: ComfyHTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
 
     def _handle(self) -> None:
         comfy = self.server.comfy
