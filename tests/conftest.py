@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from sdbatch.backends.a1111.options import IMAGE_OPTIONS
 from sdbatch.cli import main
@@ -22,6 +25,30 @@ class CliResult:
 
 
 RunCli = Callable[..., CliResult]
+
+
+def manifest_rows(out: Path) -> list[dict[str, Any]]:
+    """The rows of `out`'s manifest, in file order; none while it does not exist."""
+    path = out / "manifest.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_tiny_job(
+    tmp_path: Path, url: str, prompts: list[Any], seeds: Any, *, name: str, **extra: Any
+) -> Path:
+    """`tmp_path/job.yaml`: 64x64 images of 2 steps, one retry, a 20 s timeout, and `extra`."""
+    job = {
+        "name": name,
+        "server": {"url": url, "retries": 1, "timeout": 20},
+        "defaults": {"steps": 2, "width": 64, "height": 64},
+        "prompts": prompts,
+        "seeds": seeds,
+        **extra,
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-import yaml
-from conftest import RunCli
+from conftest import RunCli, write_tiny_job
 
 from sdbatch.standin.a1111 import MockWebui
 
@@ -30,17 +29,7 @@ TIMEOUT = 60
 
 
 def write_job(tmp_path: Path, url: str, prompts: list[Any], seeds: Any, **extra: Any) -> Path:
-    job = {
-        "name": "first",
-        "server": {"url": url, "retries": 1, "timeout": 20},
-        "defaults": {"steps": 2, "width": 64, "height": 64},
-        "prompts": prompts,
-        "seeds": seeds,
-        **extra,
-    }
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(job, sort_keys=False))
-    return path
+    return write_tiny_job(tmp_path, url, prompts, seeds, name="first", **extra)
 
 
 def said(err: str, label: str) -> str:

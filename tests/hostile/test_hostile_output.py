@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RunCli
+from conftest import RunCli, write_tiny_job
+from conftest import manifest_rows as rows_of
 
 from sdbatch.cli import main
 from sdbatch.errors import JobValidationError
@@ -33,21 +34,7 @@ TIMEOUT = 60  # seconds a subprocess may take before it counts as hung
 
 
 def write_job(tmp_path: Path, url: str, prompts: list[Any], seeds: Any, **extra: Any) -> Path:
-    job = {
-        "name": "hostile",
-        "server": {"url": url, "retries": 1, "timeout": 20},
-        "defaults": {"steps": 2, "width": 64, "height": 64},
-        "prompts": prompts,
-        "seeds": seeds,
-        **extra,
-    }
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(job, sort_keys=False))
-    return path
-
-
-def rows_of(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    return write_tiny_job(tmp_path, url, prompts, seeds, name="hostile", **extra)
 
 
 def run_sub(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ that no bad image was recorded `ok` (every `ok` file is decoded here, independen
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from hostile_cli import bounded, run
 from PIL import Image
 
@@ -50,13 +50,6 @@ def write_job(tmp_path: Path, url: str, *, seeds: int = 1, batch: int = 2, **ser
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    manifest = out / "manifest.jsonl"
-    if not manifest.exists():
-        return []
-    return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
 
 
 def recorded_text(tmp_path: Path) -> str:

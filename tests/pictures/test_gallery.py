@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import RunCli
+from conftest import manifest_rows as rows
 
 from sdbatch.pictures.gallery import build_gallery
 from sdbatch.standin.a1111 import MockWebui
@@ -58,10 +59,6 @@ def run_dir(webui: MockWebui, run_cli: RunCli, tmp_path: Path) -> Path:
     out = tmp_path / "run"
     run_cli("run", str(path), "--server", webui.url, "--out", str(out), expect=1)
     return out
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def test_html_has_one_image_per_ok_row_escaped_and_self_contained(run_dir: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from PIL import Image, ImageChops, ImageStat
 
 from sdbatch.errors import UsageError
@@ -20,10 +21,6 @@ from sdbatch.pictures.sheetdraw import PLACEHOLDER, SheetLayout
 from sdbatch.standin.a1111 import MockWebui
 
 STEPS, CFGS = [10, 20, 30, 40], [3, 5, 7, 9]
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def run(run_cli: RunCli, webui: MockWebui, tmp_path: Path, expect: int = 0, **job: Any) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from PIL import Image
 
 from sdbatch.standin.a1111 import MockWebui
@@ -29,10 +30,6 @@ def make_pictures(folder: Path, count: int, size: tuple[int, int] = (64, 64)) ->
         Image.new("RGB", size, (40 * i, 90, 200 - 20 * i)).save(path)
         paths.append(path)
     return paths
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def generations(server: MockWebui, since: int = 0) -> list[dict[str, Any]]:

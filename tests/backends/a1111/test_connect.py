@@ -17,6 +17,7 @@ import pytest
 import requests
 import yaml
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from PIL import Image
 
 from sdbatch.cli import main
@@ -26,10 +27,6 @@ from sdbatch.standin.a1111 import MockWebui
 ROOT = Path(__file__).resolve().parents[3]
 CATS = ROOT / "jobs" / "cats.yaml"
 BEHAVIOURS = ["v1.10", "v1.9", "v1.8", "forge", "sdnext"]
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def txt2img_requests(server: MockWebui) -> list[Any]:

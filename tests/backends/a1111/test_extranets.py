@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from PIL import Image
 from test_preflight import facts_of, where, write_job
 
@@ -38,10 +39,6 @@ def paths(server: MockWebui, *wanted: str) -> list[str]:
 
 def txt2img_count(server: MockWebui) -> int:
     return sum(r.path == "/sdapi/v1/txt2img" for r in server.requests)
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def infotext_of(out: Path, row: dict[str, Any]) -> str:

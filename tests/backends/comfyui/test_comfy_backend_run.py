@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from PIL import Image
 
 from sdbatch.backends.comfyui.listener import Listener
@@ -51,11 +52,6 @@ CATS = f"""defaults:
 prompts: ["a fluffy white cat"]
 seeds: [1001, 1003]
 """
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    lines = (out / "manifest.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def chunk(path: Path) -> Any:

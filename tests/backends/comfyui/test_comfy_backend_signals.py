@@ -5,7 +5,6 @@ an in-process stand-in ComfyUI on loopback; every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import manifest_rows as rows
 from stophelp import sigint_twice_when
 
 from sdbatch.standin.comfyui import MockComfy
@@ -41,12 +41,6 @@ def start_run(tmp_path: Path, comfy: MockComfy) -> tuple[subprocess.Popen[str], 
     cmd = [sys.executable, "-m", "sdbatch", "run", str(job), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, out
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    path = out / "manifest.jsonl"
-    text = path.read_text() if path.exists() else ""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def wait_for_rows(out: Path, count: int) -> None:

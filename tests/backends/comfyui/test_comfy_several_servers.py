@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 from conftest import CliResult, RunCli
+from conftest import manifest_rows as rows
 from stophelp import sigint_twice_when
 
 from sdbatch.backends.base import Outcome, Worker
@@ -50,12 +51,6 @@ def write_job(tmp_path: Path, servers: list[MockComfy], body: str, **server: Any
     job = tmp_path / "job.yaml"
     job.write_text(f"name: t\nserver: {json.dumps(settings)}\n{body}")
     return job
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    path = out / "manifest.jsonl"
-    text = path.read_text() if path.exists() else ""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def summary(out: Path) -> dict[str, Any]:

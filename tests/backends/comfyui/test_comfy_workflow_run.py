@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import RunCli
+from conftest import manifest_rows as rows
 from PIL import Image
 
 from sdbatch.backends.comfyui.usergraph import UserGraph
@@ -67,11 +68,6 @@ def write(tmp_path: Path, comfy: MockComfy, body: str, flow: dict[str, Any]) -> 
         f'name: t\nserver: {{url: "{comfy.url}", type: comfyui}}\nworkflow: flow.json\n{body}'
     )
     return job
-
-
-def rows(out: Path) -> list[dict[str, Any]]:
-    lines = (out / "manifest.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def posts(comfy: MockComfy) -> list[Any]:
