@@ -9,6 +9,7 @@ the output dir, and no image recorded `ok` that is not the webui's.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +128,10 @@ def test_a_link_at_one_of_sdbatchs_own_files_stops_the_run_before_writing_throug
     assert not webui.generated  # stopped before anything was sent
 
 
-def test_a_fifo_planted_as_the_lock_owner_does_not_hang_the_second_run(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def a_run_holding(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
+    """(job, out, process): an `sdbatch run` in a subprocess that holds `out` (its owner file is
+    there) for the whole block, killed after it."""
     with MockWebui(image_delay=0.3) as webui:
         job = write_job(tmp_path, webui.url, ["x"], {"start": 1, "count": 40})
         out = tmp_path / "out"
@@ -136,12 +141,17 @@ def test_a_fifo_planted_as_the_lock_owner_does_not_hang_the_second_run(tmp_path:
             deadline = time.monotonic() + TIMEOUT
             while not (out / ".sdbatch.owner").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            (out / ".sdbatch.owner").unlink()
-            os.mkfifo(out / ".sdbatch.owner")
-            result = run_sub("run", str(job), "--out", str(out))
+            yield job, out, holder
         finally:
             holder.kill()
             holder.wait(timeout=TIMEOUT)
+
+
+def test_a_fifo_planted_as_the_lock_owner_does_not_hang_the_second_run(tmp_path: Path) -> None:
+    with a_run_holding(tmp_path) as (job, out, _):
+        (out / ".sdbatch.owner").unlink()
+        os.mkfifo(out / ".sdbatch.owner")
+        result = run_sub("run", str(job), "--out", str(out))
     assert result.returncode == 3, result.stderr
     assert "another sdbatch run (pid ?) is writing to" in result.stderr
     clean(result.stderr)
@@ -378,20 +388,9 @@ def test_log_file_errors_keep_their_exit_codes_and_reach_the_log(
 
 
 def test_log_file_on_a_locked_dir_exits_3_with_the_reason_in_the_log(tmp_path: Path) -> None:
-    with MockWebui(image_delay=0.3) as webui:
-        job = write_job(tmp_path, webui.url, ["x"], {"start": 1, "count": 40})
-        out = tmp_path / "out"
-        cmd = [sys.executable, "-m", "sdbatch", "run", str(job), "--out", str(out), "--quiet"]
-        holder = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + TIMEOUT
-            while not (out / ".sdbatch.owner").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            log = tmp_path / "night.log"
-            result = run_sub("run", str(job), "--out", str(out), "--log-file", str(log))
-        finally:
-            holder.kill()
-            holder.wait(timeout=TIMEOUT)
+    with a_run_holding(tmp_path) as (job, out, holder):
+        log = tmp_path / "night.log"
+        result = run_sub("run", str(job), "--out", str(out), "--log-file", str(log))
     assert result.returncode == 3, result.stderr
     assert f"another sdbatch run (pid {holder.pid})" in log.read_text()
     clean(result.stderr + log.read_text())
