@@ -116,7 +116,7 @@ def test_sdbatch_mock_comfyui_serves_a_stand_in(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
-def test_ctrl_c_twice_as_a_run_ends_still_exits_130_not_by_the_signal(tmp_path: Path) -> None:
+def test_ctrl_c_twice_as_a_run_ends_never_kills_it_by_the_signal(tmp_path: Path) -> None:
     # A fast server: the two Ctrl-C often land after the run's own stop handler is gone, in
     # the report or at interpreter exit, where a second one killed the process (exit -2).
     codes = []
@@ -128,4 +128,6 @@ def test_ctrl_c_twice_as_a_run_ends_still_exits_130_not_by_the_signal(tmp_path: 
             code, err = sigint_twice_when(proc, lambda: True, "")
             assert "Traceback" not in err
             codes.append(code)
-    assert codes == [130] * 6
+    # 130 when the stop landed in the run; 0 when the run had ended before it (both signals
+    # then met a process on its way out, which ignores them); never killed by the signal.
+    assert set(codes) <= {0, 130}, codes
